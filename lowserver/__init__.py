@@ -1,0 +1,50 @@
+"""lowserver: aiohttp's low-level HTTP/1.1 + WebSocket server, rebuilt in pure Python.
+
+Hand-written (not generated). Public names are re-exported lazily through a module
+``__getattr__``: ``import lowserver`` costs nothing, and using the stage-01 parser does not load
+the server. ``from lowserver import web`` gives the same names under aiohttp's spelling.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# name -> module that defines it (modules are stage-by-stage; see DESIGN.md)
+_EXPORTS: dict[str, str] = {}
+
+
+def _register(module: str, *names: str) -> None:
+    for name in names:
+        _EXPORTS[name] = module
+
+
+_register("http_parser", "HttpRequestParser", "RawRequestMessage", "HttpVersion",
+          "HttpVersion10", "HttpVersion11", "EndOfMessage", "HttpProcessingError",
+          "BadHttpMessage", "BadStatusLine", "InvalidHeader", "LineTooLong",
+          "HeaderFieldsTooLarge", "TransferEncodingError", "ContentLengthError",
+          "UnsupportedTransferCoding", "HttpVersionNotSupported")
+_register("streams", "StreamReader", "StreamWriter", "EMPTY_PAYLOAD", "EofStream")
+_register("request", "BaseRequest", "FileField")
+_register("response", "StreamResponse", "Response", "json_response", "ContentCoding")
+_register("websocket_protocol", "WSMsgType", "WSMessage", "WSCloseCode",
+          "WebSocketError")
+_register("websocket", "WebSocketResponse", "WebSocketReady")
+_register("server", "Server", "RequestHandler", "BaseRunner", "ServerRunner", "TCPSite",
+          "BaseSite", "UnixSite", "GracefulExit")
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None and name.startswith("HTTP"):
+        module = "exceptions"  # the whole HTTPException family lives in stage 03
+    if module is None:
+        raise AttributeError(f"module 'lowserver' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"lowserver.{module}"), name)
+    globals()[name] = value  # cache: the next access is a plain attribute read
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

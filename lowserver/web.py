@@ -1,0 +1,18 @@
+"""``from lowserver import web`` reads like ``from aiohttp import web``.
+
+Hand-written (not generated): every public name of the package, under one roof, resolved
+lazily so that only the stages a program uses are imported.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import lowserver
+
+
+def __getattr__(name: str) -> Any:
+    return getattr(lowserver, name)
+
+
+def __dir__() -> list[str]:
+    return dir(lowserver)
