@@ -668,7 +668,8 @@ class HttpRequestParser:
         # RFC 9112 §2.2: a bare LF is not a line ending here; refuse it as soon as it shows.
         if buffer.count(b"\n", seen) != buffer.count(b"\r\n", new_from):
             raise BadHttpMessage("bare LF: lines must end with CRLF (RFC 9112 §2.2)")
-        last_line_start = buffer.rfind(b"\r\n") + 2  # 0 when there is no CRLF yet
+        last_crlf = buffer.rfind(b"\r\n")
+        last_line_start = 0 if last_crlf == -1 else last_crlf + 2
         current_line = len(buffer) - last_line_start
         if state == _CHUNK_SIZE:
             if current_line > self.max_field_size:
