@@ -310,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(regions)} exercise{'s' if len(regions) != 1 else ''} to write")
     for region in regions:
         print(f"  {region.function or '?'}()  ({region.where}, line {region.begin})")
-    print(f"grade them with: cd {args.out} && python -m pytest {grader}")
+    print(f"then, in {args.out}: export the notebook with `python tools/export.py` "
+          f"(or `python tools/execute.py NOTEBOOK`), and grade with `python -m pytest {grader}`")
     return 0
 
 
