@@ -364,6 +364,9 @@ def test_strip_cell_keeps_everything_outside_the_regions():
         (11, 13, "g", ["    await h()"]),
     ]
     assert student.strip_cell("x = 1\n%timeit x", "magic") == ("x = 1\n%timeit x", [])
+    assert student.strip_cell("def f():\n    ### BEGIN SOLUTION\n    return 1\n"
+                              "    ### END SOLUTION\n", "here")[0] == (
+        "def f():\n    # YOUR CODE HERE\n    raise NotImplementedError()\n")
 
 
 # --- part two: the real course --------------------------------------------------------------

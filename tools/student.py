@@ -157,7 +157,7 @@ def strip_cell(source: str, where: str) -> tuple[str, list[Region]]:
         raise_lines.append((region, len(out)))
         cursor = region.end
     out.extend(lines[cursor:])
-    student = "\n".join(out)
+    student = "\n".join(out) + ("\n" if source.endswith("\n") else "")
     if _parse(source) is not None:
         # The stub must leave valid Python whose `raise` sits in a function body, or the
         # student's module would not even import.
