@@ -404,13 +404,14 @@ class WebSocketParser:
         if type(data) is not bytes:
             data = bytes(data)
         try:
+            pos = 0
             if self._remaining:
-                data = self._payload_continues(data, out)
+                pos = self._payload_continues(data, 0, out)
             elif self._buffer:
                 data = self._buffer + data
                 self._buffer = b""
-            if data and not self.close_received:
-                self._parse(data, out)
+            if pos < len(data):
+                self._parse(data, pos, out)
         except WebSocketError as error:
             self.exception = error
             self._buffer = b""
@@ -420,9 +421,8 @@ class WebSocketParser:
 
     # --- frames -------------------------------------------------------------------------
 
-    def _parse(self, data: bytes, out: list[WSMessage]) -> None:
-        """Parse every whole frame in `data`; keep, or start streaming, what is left."""
-        pos = 0
+    def _parse(self, data: bytes, pos: int, out: list[WSMessage]) -> None:
+        """Parse every whole frame in `data[pos:]`; keep, or start streaming, what is left."""
         end = len(data)
         valid_first = self._valid_first
         masked = self.from_client
@@ -467,7 +467,7 @@ class WebSocketParser:
                     self._offset = 0
                     self._remaining = length
                     self._fin = bool(b0 & 0x80)
-                    self._payload_continues(memoryview(data)[head:], out)
+                    self._payload_continues(data, head, out)
                     return
                 break
             if mask is None:
@@ -531,25 +531,23 @@ class WebSocketParser:
         raise WebSocketError(_TOO_BIG, f"a message of at least {length + self._wire_size} "
                              f"bytes exceeds max_msg_size={self.max_msg_size}")
 
-    def _payload_continues(self, data: bytes | memoryview, out: list[WSMessage]) -> bytes:
-        """Take the next piece of a big data frame's payload; return the bytes after it."""
-        remaining = self._remaining
-        if len(data) <= remaining:
-            piece, rest = data, b""
-        else:
-            piece, rest = memoryview(data)[:remaining], data[remaining:]
+    def _payload_continues(self, data: bytes, pos: int, out: list[WSMessage]) -> int:
+        """Take the next piece of a big data frame's payload from `data[pos:]`; return the
+        position after it."""
+        end = min(len(data), pos + self._remaining)
+        piece: Any = data if pos == 0 and end == len(data) else memoryview(data)[pos:end]
         if self._mask is not None:
             shift = self._offset & 3          # where this piece starts in the mask's cycle
             mask = self._mask[shift:] + self._mask[:shift] if shift else self._mask
             piece = apply_mask(mask, piece)
         elif type(piece) is not bytes:
             piece = bytes(piece)
-        self._offset += len(piece)
-        self._remaining = remaining - len(piece)
+        self._offset += end - pos
+        self._remaining -= end - pos
         self._data_piece(piece)
         if not self._remaining and self._fin:
             self._end_message(out)
-        return rest
+        return end
 
     # --- messages (RFC 6455 §5.4, §5.6) -------------------------------------------------
 
