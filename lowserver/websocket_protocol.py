@@ -425,7 +425,7 @@ class WebSocketParser:
         """Parse every whole frame in `data[pos:]`; keep, or start streaming, what is left."""
         end = len(data)
         valid_first = self._valid_first
-        masked = self.from_client
+        masked = 1 if self.from_client else 0
         max_size = self.max_msg_size
         append = out.append
         while end - pos >= 2:
@@ -433,7 +433,7 @@ class WebSocketParser:
             b1 = data[pos + 1]
             if b0 not in valid_first:                            # RFC 6455 §5.2
                 self._reject_first_byte(b0)
-            if bool(b1 & 0x80) is not masked:                    # RFC 6455 §5.1
+            if b1 >> 7 != masked:                                # RFC 6455 §5.1
                 raise WebSocketError(_PROTOCOL_ERROR, "a frame from a client must be masked "
                                      "(RFC 6455 §5.1)" if masked else "a frame from a "
                                      "server must not be masked (RFC 6455 §5.1)")
@@ -472,8 +472,10 @@ class WebSocketParser:
                 break
             if mask is None:
                 payload = data[head:stop]
-            elif length < _TRANSLATE_FROM:
-                payload = apply_mask(mask, data[head:stop])
+            elif length < _TRANSLATE_FROM:       # apply_mask's integer XOR, inlined
+                payload = (int.from_bytes(data[head:stop], "little")
+                           ^ int.from_bytes((mask * ((length >> 2) + 1))[:length], "little")
+                           ).to_bytes(length, "little")
             else:                                # no copy of a big payload before unmasking
                 payload = apply_mask(mask, memoryview(data)[head:stop])
             pos = stop
