@@ -680,6 +680,9 @@ class StreamResponse(collections.abc.MutableMapping, _ResponseFields):
             length = self._framing_length(request.method)
             if empty:
                 writer.length = 0      # HEAD, 1xx, 204, 304: no body byte will follow
+                suppress_body = getattr(writer, "suppress_body", None)
+                if suppress_body is not None:
+                    suppress_body()    # stage 04's writer: a promise, and a second guard
             else:
                 writer.length = length
                 self._body_left = length

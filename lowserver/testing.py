@@ -112,13 +112,21 @@ class MemoryTransport(asyncio.Transport):
         return data
 
 
+_NO_LOOP = asyncio.AbstractEventLoop()   # every method raises NotImplementedError
+
+
 class MockProtocol(BaseProtocol):
     """The connection side a request needs: its transport, addresses and limits."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None, transport: Any, *,
                  max_line_size: int = 8190, max_field_size: int = 8190,
                  max_headers: int = 128) -> None:
-        super().__init__(loop)  # type: ignore[arg-type]
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = _NO_LOOP   # a request built outside a loop: nothing can be awaited
+        super().__init__(loop)
         self.transport = transport
         self.max_line_size = self.max_line_length = max_line_size
         self.max_field_size = max_field_size
