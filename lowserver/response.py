@@ -630,15 +630,15 @@ class StreamResponse(collections.abc.MutableMapping, _ResponseFields):
         self._must_be_empty_body = must_be_empty_body(request.method, self._status)
         self._req = request
         writer = self._payload_writer = request._payload_writer
+        headers = self._headers
         try:
             if self._compression:
                 await self._start_compression(request)
             self._prepare_headers(request, writer)
             if getattr(request, "_has_prepare_hook", True):
                 await request._prepare_hook(self)
-            headers = self._headers
+                check_header_fields(headers)   # the hook may have changed them
             line = status_line(request.version, self._status, self._reason)
-            check_header_fields(headers)   # last, after every change: none goes out unchecked
         except BaseException:
             self._req = self._payload_writer = None   # nothing was sent: not prepared
             raise
@@ -663,6 +663,9 @@ class StreamResponse(collections.abc.MutableMapping, _ResponseFields):
         if self._cookies:
             for cookie in self._cookies.values():
                 headers.add(SET_COOKIE, cookie.output(header="")[1:])
+        # Every field so far came from the handler: check them all now. What is added
+        # below (framing, Date, Server, Connection) is built here from numbers and constants.
+        check_header_fields(headers)
         empty = self._must_be_empty_body
         length: int | None = None
         if self._chunked:
@@ -1027,9 +1030,8 @@ class Response(StreamResponse):
             length = self._stream_size()
             if length is None:
                 return None
-        status = self._status
-        if should_remove_content_length(method, status) or (
-                not length and (status == 304 or method == "HEAD")):
+        if self._must_be_empty_body and (
+                not length or should_remove_content_length(method, self._status)):
             return length
         headers[CONTENT_LENGTH] = str(length)
         return length
@@ -1049,7 +1051,11 @@ class Response(StreamResponse):
             await self._write_stream(body)     # a file or an async iterable
             body = b""
         await writer.write_eof(self._last_piece(body))
-        self._ended(writer)
+        # as StreamResponse._ended(), inlined: this runs once per request
+        self._eof_sent = True
+        self._req = None
+        self._body_length = writer.output_size
+        self._payload_writer = None
 
     async def _write_stream(self, body: Any) -> None:
         try:
