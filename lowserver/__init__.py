@@ -31,8 +31,10 @@ _register("response", "StreamResponse", "Response", "json_response", "ContentCod
 _register("websocket_protocol", "WSMsgType", "WSMessage", "WSCloseCode",
           "WebSocketError")
 _register("websocket", "WebSocketResponse", "WebSocketReady")
-_register("server", "Server", "RequestHandler", "BaseRunner", "ServerRunner", "TCPSite",
-          "BaseSite", "UnixSite", "GracefulExit")
+_register("server", "Server", "RequestHandler")
+_register("runner", "BaseRunner", "ServerRunner", "BaseSite", "TCPSite", "UnixSite", "SockSite",
+          "GracefulExit")
+_register("access_log", "AbstractAccessLogger", "AccessLogger")
 
 
 def __getattr__(name: str) -> Any:
