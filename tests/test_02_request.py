@@ -517,3 +517,36 @@ async def test_multipart_reader_needs_a_boundary():
                                   headers={"Content-Type": "multipart/form-data"})
     with pytest.raises(HTTPBadRequest):
         await request.multipart()
+
+
+# --- differential: the same mocked request in aiohttp and in lowserver ----------------------
+
+AIOHTTP_CASES = [
+    ("GET", "/path/to?a=1&b=2", {}),
+    ("get", "/caf%C3%A9/a%2Fb?x=%20y&x=z+w", {"Host": "example.com:8080"}),
+    ("POST", "/", {"Content-Type": "application/json; charset=UTF-8", "Content-Length": "10"}),
+    ("GET", "http://other.example/abs?q=1", {"Host": "h"}),
+    ("GET", "/", {"Cookie": 'a=1; b="x y"; c=', "If-Modified-Since": "Sun, 06 Nov 1994 08:49:37 GMT"}),
+    ("GET", "/", {"Forwarded": 'for=1.2.3.4;proto=https, for="[::1]:80"', "Range": "bytes=1-5"}),
+    ("OPTIONS", "*", {}),
+    ("GET", "/?a=1&a=2&b", {"If-None-Match": '"x", W/"y"', "Content-Type": "text/plain"}),
+]
+AIOHTTP_ATTRS = ["method", "path", "raw_path", "path_qs", "query_string", "host", "scheme",
+                 "secure", "remote", "url", "rel_url", "keep_alive", "content_type", "charset",
+                 "content_length", "if_modified_since", "http_range", "version", "body_exists",
+                 "can_read_body"]
+
+
+@pytest.mark.parametrize("method, path, headers", AIOHTTP_CASES)
+async def test_request_attributes_match_aiohttp(method, path, headers):
+    from aiohttp.test_utils import make_mocked_request as aiohttp_mocked_request
+
+    theirs = aiohttp_mocked_request(method, path, headers)
+    ours = make_mocked_request(method, path, headers)
+    for name in AIOHTTP_ATTRS:
+        assert str(getattr(ours, name)) == str(getattr(theirs, name)), name
+    assert list(ours.query.items()) == list(theirs.query.items())
+    assert dict(ours.cookies) == dict(theirs.cookies)
+    assert [dict(e) for e in ours.forwarded] == [dict(e) for e in theirs.forwarded]
+    assert [(t.value, t.is_weak) for t in ours.if_none_match or ()] == \
+        [(t.value, t.is_weak) for t in theirs.if_none_match or ()]

@@ -1,4 +1,5 @@
 """Stage 02: StreamResponse, Response and json_response, checked on the bytes they send."""
+import asyncio
 import datetime
 import gzip
 import io
@@ -832,3 +833,93 @@ async def test_drain_is_kept_but_deprecated():
     await resp.prepare(request)
     with pytest.warns(DeprecationWarning):
         await resp.drain()
+
+
+# --- differential: the same response from aiohttp and from lowserver ------------------------
+
+class _AiohttpTransport(asyncio.Transport):
+    def __init__(self):
+        super().__init__()
+        self.data = bytearray()
+
+    def write(self, data):
+        self.data += data
+
+    def writelines(self, chunks):
+        self.data += b"".join(chunks)
+
+    def is_closing(self):
+        return False
+
+
+async def _aiohttp_bytes(make, method, version, headers, pieces):
+    from aiohttp import web as aiohttp_web
+    from aiohttp.base_protocol import BaseProtocol
+    from aiohttp.http_writer import StreamWriter as AiohttpWriter
+    from aiohttp.test_utils import make_mocked_request as aiohttp_mocked_request
+
+    loop = asyncio.get_running_loop()
+    protocol = BaseProtocol(loop)
+    protocol.transport = transport = _AiohttpTransport()
+    request = aiohttp_mocked_request(method, "/", headers, version=version,
+                                     writer=AiohttpWriter(protocol, loop))
+    response = make(aiohttp_web)
+    await response.prepare(request)
+    for piece in pieces:
+        await response.write(piece)
+    await response.write_eof()
+    return bytes(transport.data), response.keep_alive
+
+
+async def _lowserver_bytes(make, method, version, headers, pieces):
+    import lowserver.web
+    request = make_mocked_request(method, "/", headers, version=version)
+    response = make(lowserver.web)
+    await response.prepare(request)
+    for piece in pieces:
+        await response.write(piece)
+    await response.write_eof()
+    return bytes(request.transport.data), response.keep_alive
+
+
+def _masked(data):
+    data = re.sub(rb"Date: [^\r]*\r\n", b"Date: D\r\n", data)
+    return re.sub(rb"Server: [^\r]*\r\n", b"Server: S\r\n", data)
+
+
+def _stream_with_length(web):
+    response = web.StreamResponse()
+    response.content_length = 5
+    return response
+
+
+SAME_AS_AIOHTTP = {
+    "text": (lambda web: web.Response(text="hi"), "GET", (1, 1), {}, []),
+    "bytes": (lambda web: web.Response(body=b"\x00\x01"), "GET", (1, 1), {}, []),
+    "empty": (lambda web: web.Response(), "GET", (1, 1), {}, []),
+    "json": (lambda web: web.json_response({"a": [1]}), "GET", (1, 1), {}, []),
+    "charset": (lambda web: web.Response(text="x", content_type="text/html", charset="latin-1"),
+                "GET", (1, 1), {}, []),
+    "reason": (lambda web: web.Response(status=201, reason="Made"), "GET", (1, 1), {}, []),
+    "head": (lambda web: web.Response(text="hello"), "HEAD", (1, 1), {}, []),
+    "204": (lambda web: web.Response(status=204), "GET", (1, 1), {}, []),
+    "304": (lambda web: web.Response(status=304), "GET", (1, 1), {}, []),
+    "404": (lambda web: web.HTTPNotFound(), "GET", (1, 1), {}, []),
+    "302": (lambda web: web.HTTPFound("/x"), "GET", (1, 1), {}, []),
+    "405": (lambda web: web.HTTPMethodNotAllowed("PUT", ["GET"]), "GET", (1, 1), {}, []),
+    "http10": (lambda web: web.Response(text="x"), "GET", (1, 0), {}, []),
+    "close": (lambda web: web.Response(text="x"), "GET", (1, 1), {"Connection": "close"}, []),
+    "chunked": (lambda web: web.StreamResponse(), "GET", (1, 1), {}, [b"ab", b"cde"]),
+    "stream-length": (_stream_with_length, "GET", (1, 1), {}, [b"ab", b"cde"]),
+    "headers": (lambda web: web.Response(text="x", headers={"X-A": "1", "x-a": "2"}),
+                "GET", (1, 1), {}, []),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SAME_AS_AIOHTTP))
+async def test_same_bytes_as_aiohttp(case):
+    make, method, version, headers, pieces = SAME_AS_AIOHTTP[case]
+    theirs = await _aiohttp_bytes(make, method, HttpVersion(*version), headers, pieces)
+    ours = await _lowserver_bytes(make, method, HttpVersion(*version), headers, pieces)
+    assert _masked(ours[0]) == _masked(theirs[0])
+    assert ours[1] == theirs[1]
