@@ -854,7 +854,7 @@ class StreamWriter:
     def suppress_body(self) -> None:
         """Put no body bytes on the wire: a response to HEAD, or a 1xx, 204 or 304
         (RFC 9110 §9.3.2, §15.3.5, §15.4.5; RFC 9112 §6.3). Writes are still counted."""
-        if self.body_size and self._headers_sent:
+        if self.body_size and not self._suppressed:
             raise RuntimeError("suppress_body() after body bytes went on the wire")
         self._suppressed = True
 
