@@ -1,0 +1,524 @@
+"""Stage 06, end to end: lowserver's Server over real loopback sockets.
+
+Clients: aiohttp's client, and raw sockets (asyncio streams) for exact and malformed bytes.
+Every server binds port 0 on 127.0.0.1 (or ::1) and is closed by the fixture; every wait
+has a generous upper bound, and no test asserts a duration.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+
+import aiohttp
+import pytest
+
+from lowserver import web
+
+LONG = 10.0  # upper bound for anything that should take milliseconds
+
+
+@contextlib.asynccontextmanager
+async def serve(handler, host: str = "127.0.0.1", **kwargs):
+    """Serve `handler` on a free port; yield (Server, port); close everything after."""
+    server = web.Server(handler, **kwargs)
+    loop = asyncio.get_running_loop()
+    listener = await loop.create_server(server, host, 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        yield server, port
+    finally:
+        listener.close()
+        server.pre_shutdown()
+        await asyncio.wait_for(server.shutdown(1.0), LONG)
+        await asyncio.wait_for(listener.wait_closed(), LONG)
+
+
+async def exchange(port: int, data: bytes, *, host: str = "127.0.0.1",
+                   half_close: bool = False) -> bytes:
+    """Send raw bytes, read until the server closes (bounded), return all it sent."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        if half_close:
+            writer.write_eof()
+        return await asyncio.wait_for(reader.read(), LONG)
+    finally:
+        writer.close()
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[bytes, dict, bytes]:
+    """Read one response with a Content-Length body from a raw stream."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LONG)
+    status_line, *lines = head[:-4].split(b"\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower().decode()] = value.strip().decode()
+    body = b""
+    if "content-length" in headers:
+        body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), LONG)
+    return status_line, headers, body
+
+
+async def hello(request):
+    return web.Response(text="Hello, World!")
+
+
+async def echo(request):
+    body = await request.read()
+    return web.Response(body=body, headers={"X-Method": request.method,
+                                            "X-Path": request.path_qs})
+
+
+# --- basic service ----------------------------------------------------------------------
+
+async def test_every_method_on_random_paths_with_aiohttp_client():
+    rng = random.Random(6)
+    methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "PROPFIND", "PURGE"]
+    async with serve(echo) as (_server, port):
+        async with aiohttp.ClientSession() as session:
+            for _ in range(40):
+                method = rng.choice(methods)
+                path = "/" + "/".join(rng.choice(["a", "b%20c", "d-e", "f.g", "1"])
+                                      for _ in range(rng.randint(1, 4)))
+                body = bytes(rng.randrange(256) for _ in range(rng.randint(0, 64)))
+                url = f"http://127.0.0.1:{port}{path}?x={rng.randint(0, 99)}"
+                async with session.request(method, url, data=body or None) as resp:
+                    assert resp.status == 200
+                    assert resp.headers["X-Method"] == method
+                    assert resp.headers["X-Path"].startswith(path)
+                    assert await resp.read() == body
+
+
+async def test_head_response_has_no_body():
+    async with serve(hello) as (_server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LONG)
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"Content-Length: 13" in head
+        status, _headers, body = await read_response(reader)   # no body bytes in between
+        assert status == b"HTTP/1.1 200 OK" and body == b"Hello, World!"
+        writer.close()
+
+
+async def test_keep_alive_reuses_one_connection():
+    async with serve(hello) as (server, port):
+        connector = aiohttp.TCPConnector(limit=1)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for _ in range(20):
+                async with session.get(f"http://127.0.0.1:{port}/") as resp:
+                    assert await resp.text() == "Hello, World!"
+        assert server.requests_count == 20
+
+
+async def test_response_head_is_what_aiohttp_sends():
+    async with serve(hello) as (_server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, headers, body = await read_response(reader)
+        writer.close()
+    assert status == b"HTTP/1.1 200 OK"
+    assert headers["content-type"] == "text/plain; charset=utf-8"
+    assert headers["content-length"] == "13"
+    assert "date" in headers and "server" in headers
+    assert body == b"Hello, World!"
+
+
+async def test_sixteen_pipelined_requests_in_one_write_answered_in_order():
+    async def numbered(request):
+        await asyncio.sleep(random.random() / 100)   # finish out of order if we let them
+        return web.Response(text=request.path)
+    async with serve(numbered) as (_server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(16)))
+        for i in range(16):
+            status, _headers, body = await read_response(reader)
+            assert status == b"HTTP/1.1 200 OK" and body == f"/{i}".encode()
+        writer.close()
+
+
+async def test_http10_client_gets_http10_and_close():
+    async with serve(hello) as (_server, port):
+        data = await exchange(port, b"GET / HTTP/1.0\r\n\r\n")
+    assert data.startswith(b"HTTP/1.0 200 OK\r\n")
+    assert data.endswith(b"Hello, World!")
+
+
+async def test_http10_keep_alive_is_honoured():
+    async with serve(hello) as (_server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(3):
+            writer.write(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            status, headers, body = await read_response(reader)
+            assert status == b"HTTP/1.0 200 OK" and body == b"Hello, World!"
+            assert headers.get("connection", "").lower() == "keep-alive"
+        writer.close()
+
+
+async def test_http10_streamed_response_is_close_delimited():
+    async def stream(request):
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for i in range(3):
+            await response.write(b"part%d;" % i)
+        await response.write_eof()
+        return response
+    async with serve(stream) as (_server, port):
+        data = await exchange(port, b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"Transfer-Encoding" not in head
+    assert body == b"part0;part1;part2;"   # and then the server closed: read() returned
+
+
+# --- streaming --------------------------------------------------------------------------
+
+async def test_ten_thousand_chunk_streamed_response():
+    async def stream(request):
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for i in range(10_000):
+            await response.write(b"%d," % i)
+        await response.write_eof()
+        return response
+    async with serve(stream) as (_server, port):
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/") as resp:
+                assert resp.headers["Transfer-Encoding"] == "chunked"
+                body = await resp.read()
+    assert body == b"".join(b"%d," % i for i in range(10_000))
+
+
+@pytest.mark.slow
+async def test_fifty_megabyte_upload_read_in_chunks():
+    total = 50 * 1024 * 1024
+    peaks = []
+
+    async def upload(request):
+        received = 0
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            received += len(chunk)
+        peaks.append(request.content.peak_buffered)
+        return web.Response(text=str(received))
+
+    async def body():
+        block = b"z" * (256 * 1024)
+        for _ in range(total // len(block)):
+            yield block
+
+    async with serve(upload) as (_server, port):
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"http://127.0.0.1:{port}/up", data=body()) as resp:
+                assert await resp.text() == str(total)
+    assert peaks and peaks[0] <= 8 * 2**16 + 256 * 1024   # bounded by flow control
+
+
+async def test_expect_100_continue_sent_only_when_the_body_is_read():
+    async def reads(request):
+        return web.Response(text=(await request.read()).decode())
+
+    async def refuses(request):
+        raise web.HTTPForbidden(text="no")
+
+    head = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\n\r\n")
+    async with serve(reads) as (_server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(head)
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LONG)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b"hello")
+        status, _headers, body = await read_response(reader)
+        assert status == b"HTTP/1.1 200 OK" and body == b"hello"
+        writer.close()
+    async with serve(refuses) as (_server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(head)
+        status, _headers, body = await read_response(reader)
+        assert status == b"HTTP/1.1 403 Forbidden" and body == b"no"   # no 100 before it
+        writer.close()
+
+
+async def test_expect_100_continue_with_aiohttp_client():
+    async with serve(echo) as (_server, port):
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"http://127.0.0.1:{port}/", data=b"payload",
+                                    expect100=True) as resp:
+                assert resp.status == 200 and await resp.read() == b"payload"
+
+
+# --- errors -----------------------------------------------------------------------------
+
+async def test_a_500_leaves_the_connection_usable(caplog):
+    async def sometimes(request):
+        if request.path == "/boom":
+            raise RuntimeError("secret internals")
+        return web.Response(text="fine")
+    async with serve(sometimes) as (_server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        with caplog.at_level(logging.ERROR):
+            writer.write(b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, _headers, body = await read_response(reader)
+        assert status == b"HTTP/1.1 500 Internal Server Error"
+        assert b"secret internals" not in body
+        writer.write(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _headers, body = await read_response(reader)
+        assert status == b"HTTP/1.1 200 OK" and body == b"fine"
+        writer.close()
+    assert "secret internals" in caplog.text    # logged, not sent
+
+
+async def test_http_exception_is_sent_as_its_status():
+    async def missing(request):
+        raise web.HTTPNotFound()
+    async with serve(missing) as (_server, port):
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/x") as resp:
+                assert resp.status == 404
+                assert await resp.text() == "404: Not Found"
+
+
+async def test_handler_returning_a_non_response_is_a_500(caplog):
+    async def wrong(request):
+        return "not a response"
+    async with serve(wrong) as (_server, port):
+        with caplog.at_level(logging.ERROR):
+            data = await exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 500 ")
+    assert "wrong" in caplog.text
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", 400),
+    (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X: y\r\n" * 200 + b"\r\n", 431),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+    (b"GARBAGE\r\n\r\n", 400),
+])
+async def test_parse_error_gets_its_status_and_closes(request_bytes, status):
+    async with serve(hello) as (_server, port):
+        data = await exchange(port, request_bytes)
+    assert data.startswith(b"HTTP/1.1 %d " % status), data[:60]
+    head = data.partition(b"\r\n\r\n")[0]
+    assert b"Connection: close" in head
+    assert data.count(b"HTTP/1.1 ") == 1
+
+
+async def test_parse_error_after_valid_pipelined_requests():
+    async with serve(hello) as (_server, port):
+        data = await exchange(port, b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n"
+                                    b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n"
+                                    b"GET /3 HTTP/1.1\r\n\r\n")
+    assert data.count(b"HTTP/1.1 200 OK") == 2
+    assert data.rfind(b"HTTP/1.1 400 ") > data.rfind(b"HTTP/1.1 200 OK")
+
+
+async def test_exception_after_head_sent_closes_without_second_status_line(caplog):
+    async def breaks(request):
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(b"partial")
+        raise RuntimeError("midway")
+    async with serve(breaks) as (_server, port):
+        with caplog.at_level(logging.ERROR):
+            data = await exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert data.count(b"HTTP/1.1") == 1
+    assert b"partial" in data
+    assert not data.endswith(b"0\r\n\r\n")     # the client can tell the body was cut
+
+
+async def test_unread_body_is_drained_and_connection_kept():
+    async with serve(hello) as (_server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10000\r\n\r\n" + b"a" * 10000)
+        status, _headers, _body = await read_response(reader)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _headers, body = await read_response(reader)
+        assert status == b"HTTP/1.1 200 OK" and body == b"Hello, World!"
+        writer.close()
+
+
+# --- timeouts, half-close, cancellation, shutdown --------------------------------------
+
+async def test_slowloris_is_closed_by_header_timeout():
+    async with serve(hello, header_timeout=0.2) as (_server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")    # never finishes the head
+        data = await asyncio.wait_for(reader.read(), LONG)  # returns once the server closes
+        assert data == b""
+        writer.close()
+
+
+async def test_idle_keep_alive_connection_is_closed():
+    async with serve(hello, keepalive_timeout=0.2) as (_server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await read_response(reader)
+        assert await asyncio.wait_for(reader.read(), LONG) == b""
+        writer.close()
+
+
+async def test_half_closed_client_still_gets_its_response():
+    async def slow(request):
+        await asyncio.sleep(0.05)
+        return web.Response(text="after half-close")
+    async with serve(slow) as (_server, port):
+        data = await exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", half_close=True)
+    assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"after half-close")
+
+
+async def test_handler_cancellation_true_cancels_when_client_goes_away():
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def waits(request):
+        started.set()
+        try:
+            await asyncio.sleep(LONG)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return web.Response()
+    async with serve(waits, handler_cancellation=True) as (_server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.wait_for(started.wait(), LONG)
+        writer.close()
+        await asyncio.wait_for(cancelled.wait(), LONG)
+
+
+async def test_handler_cancellation_false_lets_the_handler_finish():
+    started, finished = asyncio.Event(), asyncio.Event()
+
+    async def waits(request):
+        started.set()
+        await asyncio.sleep(0.1)
+        finished.set()
+        return web.Response(text="nobody hears this")
+    async with serve(waits) as (_server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.wait_for(started.wait(), LONG)
+        writer.close()
+        await asyncio.wait_for(finished.wait(), LONG)
+
+
+async def test_shutdown_lets_in_flight_requests_finish():
+    started = asyncio.Event()
+
+    async def slow(request):
+        started.set()
+        await asyncio.sleep(0.2)
+        return web.Response(text="completed")
+    server = web.Server(slow)
+    loop = asyncio.get_running_loop()
+    listener = await loop.create_server(server, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.wait_for(started.wait(), LONG)
+    listener.close()
+    server.pre_shutdown()
+    await asyncio.wait_for(server.shutdown(LONG), LONG)
+    status, _headers, body = await read_response(reader)
+    assert status == b"HTTP/1.1 200 OK" and body == b"completed"
+    assert await asyncio.wait_for(reader.read(), LONG) == b""   # then closed
+    assert server.connections == []
+    writer.close()
+
+
+async def test_shutdown_timeout_cancels_a_handler_that_does_not_finish():
+    started = asyncio.Event()
+
+    async def forever(request):
+        started.set()
+        await asyncio.sleep(3600)
+    server = web.Server(forever)
+    listener = await asyncio.get_running_loop().create_server(server, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.wait_for(started.wait(), LONG)
+    listener.close()
+    await asyncio.wait_for(server.shutdown(0.1), LONG)
+    assert await asyncio.wait_for(reader.read(), LONG) == b""
+    writer.close()
+
+
+# --- the Server factory -----------------------------------------------------------------
+
+def test_unknown_keyword_is_a_type_error():
+    with pytest.raises(TypeError, match="keepalive_timeoutt"):
+        web.Server(hello, keepalive_timeoutt=5)
+
+
+async def test_connections_and_requests_count():
+    async with serve(hello) as (server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await read_response(reader)
+        assert len(server.connections) == 1 and server.requests_count == 1
+        writer.close()
+
+
+async def test_lowserver_runner_and_site():
+    runner = web.ServerRunner(web.Server(hello))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        assert site.port == port
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/") as resp:
+                assert await resp.text() == "Hello, World!"
+    finally:
+        await runner.cleanup()
+
+
+async def test_aiohttp_runner_and_site_serve_a_lowserver_server():
+    from aiohttp import web as aioweb
+    runner = aioweb.ServerRunner(web.Server(hello))
+    await runner.setup()
+    site = aioweb.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{site.port}/") as resp:
+                assert await resp.text() == "Hello, World!"
+    finally:
+        await runner.cleanup()
+
+
+def ipv6_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not ipv6_available(), reason="::1 cannot be bound here")
+async def test_ipv6_loopback():
+    async with serve(hello, host="::1") as (_server, port):
+        data = await exchange(port, b"GET / HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n",
+                              host="::1")
+    assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"Hello, World!")
+
+
+async def test_request_remote_and_access_log(caplog):
+    async def who(request):
+        return web.Response(text=request.remote)
+    async with serve(who) as (_server, port):
+        with caplog.at_level(logging.INFO, logger="lowserver.access"):
+            data = await exchange(port, b"GET /seen?q=1 HTTP/1.1\r\nHost: x\r\n"
+                                        b"User-Agent: tester\r\nConnection: close\r\n\r\n")
+    assert data.endswith(b"127.0.0.1")
+    assert '"GET /seen?q=1 HTTP/1.1" 200' in caplog.text and "tester" in caplog.text
