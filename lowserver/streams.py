@@ -929,7 +929,7 @@ def _as_bytes(data: Any) -> bytes | bytearray:
 async def write(self: StreamWriter, chunk: bytes | bytearray | memoryview, *,
                 drain: bool = True, LIMIT: int = 0x10000) -> None:
     """Write body bytes (compressed, framed); with `drain`, wait while the transport is
-    paused, and yield to the loop every `LIMIT` bytes."""
+    paused, and yield to the loop every `16 * LIMIT` bytes written without a pause."""
     if self._eof:
         raise RuntimeError("Cannot call write() after write_eof()")
     chunk = _as_bytes(chunk)
@@ -949,7 +949,7 @@ async def write(self: StreamWriter, chunk: bytes | bytearray | memoryview, *,
         if protocol._paused:
             self.buffer_size = 0
             await protocol._drain_helper()
-        elif self.buffer_size > LIMIT:
+        elif self.buffer_size > 16 * LIMIT:
             self.buffer_size = 0
             await asyncio.sleep(0)        # fairness: let other connections run
 

@@ -971,7 +971,14 @@ async def test_long_write_loop_yields_to_other_tasks():
     before = len(ticks)
     for _ in range(16):
         await writer.write(b"x" * 0x8000)          # 512 KiB, never paused
-    assert len(ticks) - before >= 4                # a turn every 64 KiB (LIMIT)
+    assert len(ticks) - before == 0                # under 16 * LIMIT (1 MiB): no turn
+    for _ in range(64):
+        await writer.write(b"x" * 0x8000)          # 2 MiB more
+    assert len(ticks) - before >= 2                # a turn every MiB
+    ticks.clear()
+    for _ in range(16):
+        await writer.write(b"x" * 0x8000, LIMIT=0x2000)   # a turn every 128 KiB
+    assert len(ticks) >= 3
     task.cancel()
 
 
