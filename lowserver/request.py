@@ -25,10 +25,12 @@ from typing import IO, Any, Callable, Iterator, Mapping
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 from yarl import URL
 
-from lowserver.exceptions import HTTPBadRequest, HTTPRequestEntityTooLarge, HTTPUnsupportedMediaType
+from lowserver.exceptions import (HTTPBadRequest, HTTPRequestEntityTooLarge,
+                                  HTTPUnsupportedMediaType)
 from lowserver.http_parser import HttpVersion, RawRequestMessage
-from lowserver.response import (ETAG_ANY, LIST_QUOTED_ETAG_RE, ETag, HeadersMixin, StreamResponse,
-                       parse_http_date)
+from lowserver.response import (ETAG_ANY, LIST_QUOTED_ETAG_RE, ETag, HeadersMixin,
+                                StreamResponse, parse_http_date)
+from lowserver.streams import EmptyStreamReader
 
 __all__ = ["BaseRequest", "FileField", "InvalidRequestBody", "InvalidJSONBody",
            "MultipartReader", "BodyPartReader", "parse_cookie_header", "reify"]
@@ -444,8 +446,7 @@ class _RequestBody:
     @reify
     def body_exists(self) -> bool:
         """True when the request has a body at all (even one already read)."""
-        from lowserver.streams import EMPTY_PAYLOAD
-        return self._payload is not EMPTY_PAYLOAD
+        return not isinstance(self._payload, EmptyStreamReader)
 
     async def release(self) -> None:
         """Read and drop what is left of the body."""

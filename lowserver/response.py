@@ -35,6 +35,7 @@ from multidict import CIMultiDict, istr
 
 from lowserver import __version__
 from lowserver.http_parser import HttpVersion, HttpVersion11
+from lowserver.streams import ContentLengthExceededError, choose_content_coding
 
 if TYPE_CHECKING:  # pragma: no cover
     from lowserver.request import BaseRequest
@@ -745,7 +746,6 @@ class StreamResponse(collections.abc.MutableMapping, _ResponseFields):
             accept = request.headers.get(ACCEPT_ENCODING)
             if not accept:
                 return
-            from lowserver.streams import choose_content_coding
             chosen = choose_content_coding(accept)
             coding = CONTENT_CODINGS.get(chosen) if chosen else None
         if coding is None or coding is ContentCoding.identity:
@@ -774,7 +774,7 @@ class StreamResponse(collections.abc.MutableMapping, _ResponseFields):
         if left is not None:
             size = data.nbytes if isinstance(data, memoryview) else len(data)
             if size > left:
-                raise RuntimeError(
+                raise ContentLengthExceededError(
                     f"cannot write {size} bytes: only {left} remain of the declared "
                     f"Content-Length {self._headers.get(CONTENT_LENGTH)} (RFC 9112 §6.2)")
             self._body_left = left - size
@@ -809,7 +809,7 @@ class StreamResponse(collections.abc.MutableMapping, _ResponseFields):
         if left is not None:
             size = data.nbytes if isinstance(data, memoryview) else len(data)
             if size > left:
-                raise RuntimeError(
+                raise ContentLengthExceededError(
                     f"cannot write {size} bytes: only {left} remain of the declared "
                     f"Content-Length {self._headers.get(CONTENT_LENGTH)} (RFC 9112 §6.2)")
             if size < left:
@@ -902,12 +902,16 @@ class Response(StreamResponse):
             else:
                 if not isinstance(text, str):
                     raise TypeError(f"text argument must be str ({type(text)!r})")
-                if content_type is None:
-                    content_type = "text/plain"
-                if charset is None:
-                    charset = "utf-8"
-                real_headers[CONTENT_TYPE] = content_type + "; charset=" + charset
-                body = text.encode(charset)
+                if content_type is None and charset is None:
+                    real_headers[CONTENT_TYPE] = "text/plain; charset=utf-8"
+                    body = text.encode()
+                else:
+                    if content_type is None:
+                        content_type = "text/plain"
+                    if charset is None:
+                        charset = "utf-8"
+                    real_headers[CONTENT_TYPE] = content_type + "; charset=" + charset
+                    body = text.encode(charset)
                 text = None
         elif CONTENT_TYPE in real_headers:
             if content_type is not None or charset is not None:
@@ -1050,7 +1054,11 @@ class Response(StreamResponse):
         elif type(body) is not bytes and not isinstance(body, bytearray):
             await self._write_stream(body)     # a file or an async iterable
             body = b""
-        await writer.write_eof(self._last_piece(body))
+        if self._body_left == len(body):       # the common case: exactly what was declared
+            self._body_left = 0
+        else:
+            body = self._last_piece(body)
+        await writer.write_eof(body)
         # as StreamResponse._ended(), inlined: this runs once per request
         self._eof_sent = True
         self._req = None

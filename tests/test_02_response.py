@@ -24,6 +24,7 @@ from lowserver.response import (
     json_response,
     parse_content_type,
 )
+from lowserver.streams import ContentLengthExceededError
 from lowserver.testing import MemoryTransport, RecordingWriter, make_mocked_request
 
 DATE_RE = re.compile(rb"Date: (Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul"
@@ -414,16 +415,27 @@ async def test_stream_with_content_length():
 
 
 async def test_writing_past_content_length_raises():
-    request = make_mocked_request("GET", "/")
+    request = make_mocked_request("GET", "/")   # (aiohttp silently truncates)
     resp = StreamResponse()
     resp.content_length = 4
     await resp.prepare(request)
     await resp.write(b"abc")
-    with pytest.raises(RuntimeError, match="Content-Length"):
+    with pytest.raises(ContentLengthExceededError, match="Content-Length"):
         await resp.write(b"de")
-    with pytest.raises(RuntimeError, match="Content-Length"):
+    with pytest.raises(ContentLengthExceededError, match="Content-Length"):
         await resp.write_eof(b"de")
-    assert not wire(request).endswith(b"abcde")
+    assert wire(request).endswith(b"\r\n\r\nabc")
+
+
+async def test_the_length_is_enforced_with_an_injected_writer_too():
+    writer = RecordingWriter()
+    request = make_mocked_request("GET", "/", writer=writer)
+    resp = StreamResponse()
+    resp.content_length = 2
+    await resp.prepare(request)
+    with pytest.raises(ContentLengthExceededError):
+        await resp.write(b"abc")
+    assert bytes(writer.body) == b"" and writer.calls == ["write_headers"]
 
 
 async def test_ending_short_of_content_length_closes_the_connection():
