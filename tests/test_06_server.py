@@ -142,6 +142,24 @@ async def test_sixteen_pipelined_requests_in_one_write_answered_in_order():
         writer.close()
 
 
+async def test_pipelined_responses_are_coalesced_and_a_slow_handler_is_not_held_back():
+    async def maybe_slow(request):
+        if request.path == "/slow":
+            await asyncio.sleep(0.05)
+        return web.Response(text=request.path)
+    async with serve(maybe_slow) as (_server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        # /a must arrive before /slow finishes: the coalesced writes leave when /slow waits
+        status, _headers, body = await asyncio.wait_for(read_response(reader), 0.04 + LONG)
+        assert body == b"/a"
+        for expected in (b"/slow", b"/b"):
+            status, _headers, body = await read_response(reader)
+            assert status == b"HTTP/1.1 200 OK" and body == expected
+        writer.close()
+
+
 async def test_http10_client_gets_http10_and_close():
     async with serve(hello) as (_server, port):
         data = await exchange(port, b"GET / HTTP/1.0\r\n\r\n")
@@ -239,8 +257,11 @@ async def test_expect_100_continue_sent_only_when_the_body_is_read():
     async with serve(refuses) as (_server, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(head)
-        status, _headers, body = await read_response(reader)
+        status, headers, body = await read_response(reader)
         assert status == b"HTTP/1.1 403 Forbidden" and body == b"no"   # no 100 before it
+        # the body will not come: the server says it closes, and does (RFC 9110 §10.1.1)
+        assert headers["connection"] == "close"
+        assert await asyncio.wait_for(reader.read(), LONG) == b""
         writer.close()
 
 
