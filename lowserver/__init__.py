@@ -26,8 +26,9 @@ _register("http_parser", "HttpRequestParser", "RawRequestMessage", "HttpVersion"
           "HeaderFieldsTooLarge", "TransferEncodingError", "ContentLengthError",
           "UnsupportedTransferCoding", "HttpVersionNotSupported")
 _register("streams", "StreamReader", "StreamWriter", "EMPTY_PAYLOAD", "EofStream")
-_register("request", "BaseRequest", "FileField")
-_register("response", "StreamResponse", "Response", "json_response", "ContentCoding")
+_register("request", "BaseRequest", "FileField", "MultipartReader", "BodyPartReader")
+_register("response", "StreamResponse", "Response", "json_response", "json_bytes_response",
+          "ContentCoding")
 _register("websocket_protocol", "WSMsgType", "WSMessage", "WSCloseCode",
           "WebSocketError")
 _register("websocket", "WebSocketResponse", "WebSocketReady")

@@ -546,7 +546,13 @@ class RequestHandler(BaseProtocol):
                     # handler answered without asking for it: say the connection closes
                     # (RFC 9110 §10.1.1), rather than wait for a body that will not come
                     response.force_close()
-            await response.prepare(request)
+            try:
+                await response.prepare(request)
+            except Exception as exc:   # e.g. a CR or LF in a header field: nothing went out
+                self._writer_for_error(request, exc)
+                response = response_for_exception(exc, request=request, debug=self.debug,
+                                                  logger=self.logger)
+                await response.prepare(request)
             await response.write_eof()
             keep = (parse_error is None and response.keep_alive
                     and not request._payload_writer.must_close)

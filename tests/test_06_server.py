@@ -355,6 +355,15 @@ async def test_exception_after_head_sent_closes_without_second_status_line(caplo
     assert not data.endswith(b"0\r\n\r\n")     # the client can tell the body was cut
 
 
+async def test_a_header_with_crlf_becomes_a_500_not_a_split_response(caplog):
+    async def splits(request):
+        return web.Response(text="x", headers={"X-Evil": "a\r\nSet-Cookie: stolen=1"})
+    async with serve(splits) as (_server, port):
+        with caplog.at_level(logging.ERROR):
+            data = await exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 500 ") and b"stolen" not in data
+
+
 async def test_unread_body_is_drained_and_connection_kept():
     async with serve(hello) as (_server, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
