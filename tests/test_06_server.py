@@ -375,7 +375,61 @@ async def test_unread_body_is_drained_and_connection_kept():
         writer.close()
 
 
+async def test_a_large_unread_body_closes_the_connection_instead_of_draining():
+    async with serve(hello) as (_server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n"
+                     + b"a" * 65536)
+        status, _headers, body = await read_response(reader)
+        assert status == b"HTTP/1.1 200 OK" and body == b"Hello, World!"
+        assert await asyncio.wait_for(reader.read(), LONG) == b""   # closed, not drained
+        writer.close()
+
+
+async def test_many_pipelined_requests_beyond_the_queue_bound_are_all_answered():
+    from lowserver.server import MAX_PIPELINED
+    count = MAX_PIPELINED * 4
+
+    async def numbered(request):
+        await asyncio.sleep(0)
+        return web.Response(text=request.path)
+    async with serve(numbered) as (_server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(count)))
+        for i in range(count):
+            _status, _headers, body = await read_response(reader)
+            assert body == f"/{i}".encode()
+        writer.close()
+
+
+async def test_head_to_a_streaming_handler_puts_no_body_on_the_wire():
+    async def streams(request):
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(b"body bytes the handler writes anyway")
+        await response.write_eof()
+        return response
+    async with serve(streams) as (_server, port):
+        data = await exchange(port, b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"\r\n\r\n")
+    assert b"body bytes" not in data
+
+
 # --- timeouts, half-close, cancellation, shutdown --------------------------------------
+
+async def test_a_body_that_stops_arriving_gets_408():
+    async def reads(request):
+        return web.Response(text=str(len(await request.read())))
+    async with serve(reads, read_timeout=0.2) as (_server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly part")
+        status, _headers, _body = await read_response(reader)
+        assert status == b"HTTP/1.1 408 Request Timeout"
+        assert await asyncio.wait_for(reader.read(), LONG) == b""
+        writer.close()
+
+
 
 async def test_slowloris_is_closed_by_header_timeout():
     async with serve(hello, header_timeout=0.2) as (_server, port):
