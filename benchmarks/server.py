@@ -525,7 +525,7 @@ def bound_by_client(row):
     return row.get("server_cpu") is not None and row["server_cpu"] < 0.85
 
 
-def markdown(table, names, scens, baseline, skipped):
+def markdown(table, names, scens, baseline, skipped, failed):
     def matrix(title, cols, key, ratio_key, mark):
         out = [f"### {title}", "",
                "| server | " + " | ".join(f"{c} ({UNITS[c]})" for c in cols) + " |",
@@ -536,7 +536,7 @@ def markdown(table, names, scens, baseline, skipped):
                 row = table.get((name, c))
                 v = row.get(key) if row else None
                 if v is None:
-                    cells.append(skipped.get((name, c), "—"))
+                    cells.append(skipped.get((name, c), "failed" if (name, c) in failed else "—"))
                     continue
                 r = row.get(ratio_key)
                 flag = ("†" if mark and bound_by_client(row) else "") + \
@@ -745,7 +745,15 @@ def main():
         if n not in names:
             for s in scens:
                 skipped[(n, s)] = "skipped"
-    md = markdown(table, shown, scens, args.baseline, skipped)
+    # cells with no valid result although measured, or whose server did not start
+    failed = {(n, s) for n in names for s in scens
+              if results[n].get("_errors") or any("error" in r for r in results[n].get(s, ()))}
+    md = markdown(table, shown, scens, args.baseline, skipped, failed)
+    errors = [f"- {n} {s}: {r['error']}" for n in names for s in scens
+              for r in results[n].get(s, ()) if "error" in r]
+    errors += [f"- {n}: {e}" for n in names for e in results[n].get("_errors", ())]
+    if errors:
+        md += "\n\n### Errors\n\n" + "\n".join(errors)
     env = environment(args, infos)
     cmd = " ".join([os.path.relpath(args.python, ROOT) if args.python.startswith(ROOT) else "python",
                     "benchmarks/server.py"] + sys.argv[1:])
