@@ -19,6 +19,7 @@ import asyncio
 import json
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 from struct import Struct
 from typing import Any, Callable, Iterable
 
@@ -46,7 +47,7 @@ __all__ = ["WebSocketResponse", "WebSocketReady", "WSMessageTypeError", "WSMsgTy
            "WSMessage", "WSCloseCode", "WebSocketError"]
 
 THRESHOLD_CONNLOST_ACCESS = 5    # receive() on a closed WebSocket raises after this (aiohttp)
-READ_HIGH_WATER = 2 * 2**16      # unread message bytes at which the socket stops being read
+READ_HIGH_WATER = 2**19          # unread message bytes at which the socket stops being read
 MESSAGE_OVERHEAD = 64            # what one queued message costs beyond its data, roughly
 
 
@@ -75,7 +76,7 @@ _PACK_LEN7 = Struct("!BB").pack
 _PACK_LEN16 = Struct("!BBH").pack
 _PACK_LEN64 = Struct("!BBQ").pack
 _JOIN_UP_TO = 64 * 1024     # a header and a payload up to this size go out as one bytes
-BATCH_UP_TO = 16 * 1024     # frames batched in one turn of the loop, at most (see _write)
+BATCH_UP_TO = 16 * 1024     # a message up to this size is batched with others (see _write)
 
 
 class _Receiver:
@@ -115,8 +116,8 @@ class WebSocketResponse(StreamResponse):
     after that many idle seconds and close the connection when nothing comes back within
     half of it; `protocols`: the sub-protocols this server speaks (RFC 6455 §1.9);
     `compress`: accept permessage-deflate (RFC 7692); `max_msg_size`: the largest message
-    accepted, in bytes (0: no limit); `writer_limit`: bytes sent before `send_*()` yields to
-    the event loop; `decode_text`: TEXT data as str (else bytes); `max_frame_size` (ours):
+    accepted, in bytes (0: no limit); `writer_limit`: the most bytes of frames held back to
+    leave in one write (see `_write`); `decode_text`: TEXT data as str (else bytes); `max_frame_size` (ours):
     split outgoing messages into frames of at most that many bytes (0: one frame each).
     """
 
@@ -155,7 +156,6 @@ class WebSocketResponse(StreamResponse):
         self._parser: WebSocketParser | None = None
         self._frame_writer: FrameWriter | None = None
         self._plain = True             # no compression, no fragmentation: the short send path
-        self._unyielded = 0            # bytes sent since send_*() last gave the loop a turn
         self._out: list[bytes] = []    # frames written in this turn of the loop (see _write)
         self._out_size = 0
         # messages in: a queue, the bytes it holds, the receive() waiting for it
@@ -264,9 +264,6 @@ async def prepare(self: WebSocketResponse, request: Any) -> Any:
     transport = request.transport
     if transport is None or transport.is_closing():
         raise ConnectionResetError("Connection lost")
-    if not hasattr(protocol, "upgrade"):
-        raise RuntimeError("the connection cannot be handed over to a WebSocket: its "
-                           "protocol has no upgrade() method (stage 06's server has one)")
     self.set_status(101)
     self._headers.update(handshake.headers)
     self.force_close()                # after a WebSocket, the connection is closed
@@ -283,9 +280,26 @@ async def prepare(self: WebSocketResponse, request: Any) -> Any:
     self._start_heartbeat()
     # From here on the bytes are frames. The server feeds us at once what arrived behind
     # the request's head: frames a client sent without waiting for our 101.
-    protocol.upgrade(_Receiver(self))
+    upgrade = getattr(protocol, "upgrade", None)
+    if upgrade is None:
+        upgrade = partial(_route_callbacks, protocol)
+    upgrade(_Receiver(self))
     await writer.drain()
     return writer
+
+
+def _route_callbacks(protocol: Any, receiver: _Receiver) -> None:
+    """The hand-over for a protocol without stage 06's `upgrade()` (a test double such as
+    aiohttp's mocked protocol): its callbacks go to the receiver from now on."""
+    lost = protocol.connection_lost
+
+    def connection_lost(exc: BaseException | None) -> None:
+        lost(exc)
+        receiver.connection_lost(exc)
+
+    protocol.data_received = receiver.data_received
+    protocol.eof_received = receiver.eof_received
+    protocol.connection_lost = connection_lost
 
 
 WebSocketResponse._handshake = _handshake          # type: ignore[attr-defined]
@@ -646,14 +660,14 @@ for _function in (receive, receive_str, receive_bytes, receive_json, __aiter__, 
 def _write(self: WebSocketResponse, data: bytes) -> None:
     """Queue frames for the transport: every frame written in one turn of the event loop
     leaves in one `transport.write()` (one system call), at the end of the turn or as soon
-    as BATCH_UP_TO bytes wait. Frames are whole and in order, so batching changes nothing
+    as `writer_limit` bytes wait. Frames are whole and in order, so batching changes nothing
     on the wire but the number of TCP segments."""
     out = self._out
     out.append(data)
     if len(out) == 1:
         self._loop.call_soon(self._flush)
     self._out_size += len(data)
-    if self._out_size > BATCH_UP_TO:
+    if self._out_size > self._writer_limit:
         self._flush()
 
 
@@ -703,13 +717,7 @@ async def _send_message(self: WebSocketResponse, data: Any, opcode: int,
         self._write(b"".join(self._frame_writer.message(data, opcode, compress=compress)))
     protocol = self._protocol
     if protocol.writing_paused:     # the transport's buffer is full: wait until it drains
-        self._unyielded = 0
         await protocol._drain_helper()
-    else:
-        self._unyielded += size
-        if self._unyielded > self._writer_limit:
-            self._unyielded = 0     # fairness: let the other connections run (as stage 04)
-            await asyncio.sleep(0)
 
 
 async def send_str(self: WebSocketResponse, data: str,

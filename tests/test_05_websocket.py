@@ -293,11 +293,18 @@ async def test_can_prepare():
         ws.can_prepare(client.request)
 
 
-async def test_a_connection_that_cannot_be_handed_over():
-    request = make_mocked_request("GET", "/ws", HANDSHAKE)      # a MockProtocol: no upgrade()
-    with pytest.raises(RuntimeError, match="upgrade"):
-        await WebSocketResponse().prepare(request)
-    assert request.transport.take() == b""
+async def test_a_protocol_without_upgrade_is_routed():
+    """A test double without stage 06's upgrade(): its own callbacks reach the WebSocket."""
+    request = make_mocked_request("GET", "/ws", HANDSHAKE)      # a plain MockProtocol
+    ws = WebSocketResponse()
+    await ws.prepare(request)
+    assert request.transport.take().startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    request.protocol.data_received(client_frame(b"hello"))
+    assert await ws.receive() == (BINARY, b"hello", "")
+    transport = request.transport
+    transport.close()                                   # calls the protocol's connection_lost
+    assert ws.closed and ws.close_code == 1006
+    assert request.protocol.transport is None           # its own connection_lost ran too
 
 
 async def test_bytes_behind_the_head_are_not_lost():
