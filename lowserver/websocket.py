@@ -77,6 +77,7 @@ _PACK_LEN16 = Struct("!BBH").pack
 _PACK_LEN64 = Struct("!BBQ").pack
 _JOIN_UP_TO = 64 * 1024     # a header and a payload up to this size go out as one bytes
 BATCH_UP_TO = 16 * 1024     # a message up to this size is batched with others (see _write)
+COMPRESS_IN_THREAD_FROM = 64 * 1024   # messages this big are compressed in a thread
 
 
 class _Receiver:
@@ -109,16 +110,19 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 class WebSocketResponse(StreamResponse):
     """A WebSocket on the server side: aiohttp's `WebSocketResponse`.
 
-    `timeout`: seconds `close()` waits for the peer's Close frame; `receive_timeout`: the
-    default timeout of `receive()`; `autoclose`: answer the peer's Close frame when
-    `receive()` hands it over; `autoping`: answer pings, and keep pings and pongs from
-    `receive()`; `heartbeat`: ping
-    after that many idle seconds and close the connection when nothing comes back within
-    half of it; `protocols`: the sub-protocols this server speaks (RFC 6455 §1.9);
-    `compress`: accept permessage-deflate (RFC 7692); `max_msg_size`: the largest message
-    accepted, in bytes (0: no limit); `writer_limit`: the most bytes of frames held back to
-    leave in one write (see `_write`); `decode_text`: TEXT data as str (else bytes); `max_frame_size` (ours):
-    split outgoing messages into frames of at most that many bytes (0: one frame each).
+    - `timeout`: seconds `close()` waits for the peer's Close frame;
+    - `receive_timeout`: the default timeout of `receive()`;
+    - `autoclose`: answer the peer's Close frame when `receive()` hands it over;
+    - `autoping`: answer pings as they arrive, and keep pings and pongs from `receive()`;
+    - `heartbeat`: ping after that many idle seconds; drop the connection when nothing comes
+      back within half of it;
+    - `protocols`: the sub-protocols this server speaks (RFC 6455 §1.9);
+    - `compress`: accept permessage-deflate when the client offers it (RFC 7692);
+    - `max_msg_size`: the largest message accepted, in bytes (0: no limit);
+    - `writer_limit`: the most bytes of frames held back to leave in one write;
+    - `decode_text`: TEXT data as str (else as bytes);
+    - `max_frame_size` (ours): split outgoing messages into frames of at most that many
+      bytes (0: one frame per message).
     """
 
     _length_check = False      # a 101 has no body: no Content-Length/chunked decision
@@ -158,6 +162,7 @@ class WebSocketResponse(StreamResponse):
         self._plain = True             # no compression, no fragmentation: the short send path
         self._out: list[bytes] = []    # frames written in this turn of the loop (see _write)
         self._out_size = 0
+        self._compressing: asyncio.Task[BaseException | None] | None = None
         # messages in: a queue, the bytes it holds, the receive() waiting for it
         self._messages: deque[WSMessage] = deque()
         self._buffered = 0
@@ -691,6 +696,9 @@ def _check_can_send(self: WebSocketResponse) -> None:
 async def _send_message(self: WebSocketResponse, data: Any, opcode: int,
                         compress: int | bool | None) -> None:
     """Frame one message, write it, and apply back-pressure."""
+    if self._compressing is not None:   # a big message is being compressed: it goes first
+        await self._wait_compressing()
+        self._check_can_send()
     size = len(data)
     if self._plain or (compress is not None and not compress and not self._max_frame_size):
         # one frame, not compressed: build the header here (RFC 6455 §5.2)
@@ -711,13 +719,50 @@ async def _send_message(self: WebSocketResponse, data: Any, opcode: int,
                 transport.write(header)
                 transport.write(data)
     else:
-        if compress is not None:    # per message: compressed only if negotiated (RFC 7692)
-            compress = bool(compress) and self._frame_writer.deflate is not None
-        # every frame of the message in one write: a pong cannot land between two fragments
-        self._write(b"".join(self._frame_writer.message(data, opcode, compress=compress)))
+        writer = self._frame_writer
+        if compress is None:        # per message: compressed only if negotiated (RFC 7692)
+            compress = writer.deflate is not None
+        else:
+            compress = bool(compress) and writer.deflate is not None
+        if compress and size >= COMPRESS_IN_THREAD_FROM:
+            # Compressing megabytes would stop the event loop for milliseconds: a thread does
+            # it (zlib releases the GIL). The task is shielded: once the compressor has seen
+            # the message, the message must go out, or the peer's decompressor, which shares
+            # its history, would be lost (RFC 7692 §7.2.1); so a cancelled sender stops
+            # waiting, but the message is still sent.
+            task = self._compressing = self._loop.create_task(
+                self._compress_in_thread(data, opcode))
+            error = await asyncio.shield(task)
+            if error is not None:
+                raise error
+        else:
+            # every frame of a message in one write: a pong never lands between fragments
+            self._write(b"".join(writer.message(data, opcode, compress=compress)))
     protocol = self._protocol
     if protocol.writing_paused:     # the transport's buffer is full: wait until it drains
         await protocol._drain_helper()
+
+
+async def _compress_in_thread(self: WebSocketResponse, data: Any,
+                              opcode: int) -> BaseException | None:
+    """Compress and frame a message in the default executor, then write it."""
+    try:
+        frames = await self._loop.run_in_executor(
+            None, partial(self._frame_writer.message, data, opcode, compress=True))
+        if self._close_sent or self._transport_closed:
+            return ConnectionResetError("Cannot write to closing transport")
+        self._write(b"".join(frames))
+        return None
+    except Exception as error:      # returned to the sender, who raises it
+        return error
+    finally:
+        self._compressing = None
+
+
+async def _wait_compressing(self: WebSocketResponse) -> None:
+    """Wait until no message is being compressed in a thread (messages keep their order)."""
+    while self._compressing is not None:
+        await asyncio.shield(self._compressing)
 
 
 async def send_str(self: WebSocketResponse, data: str,
@@ -791,7 +836,8 @@ async def write(self: WebSocketResponse, data: Any) -> None:
     raise RuntimeError("Cannot call .write() for websocket")
 
 
-for _function in (_write, _flush, _check_can_send, _send_message, send_str, send_bytes, send_json,
+for _function in (_write, _flush, _check_can_send, _send_message, _compress_in_thread,
+                  _wait_compressing, send_str, send_bytes, send_json,
                   send_json_bytes, _send_control, ping, pong, send_frame, write):
     setattr(WebSocketResponse, _function.__name__, _function)
 
@@ -821,6 +867,11 @@ async def _close(self: WebSocketResponse, code: int, message: bytes | str, drain
         await self._wait_closed(timeout)
         return True
     frame = self._frame_writer.close(code, message)   # checks the code and the reason
+    if self._compressing is not None:             # a message on its way goes out first
+        await self._wait_compressing()
+        if self._close_sent or self._transport_closed:
+            await self._wait_closed(timeout)
+            return False
     self._close_sent = True
     self._closed = True
     self._stop_heartbeat()

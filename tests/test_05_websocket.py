@@ -397,6 +397,39 @@ async def test_compressed_messages_set_rsv1_on_the_first_frame_only():
     assert client.parser.feed(output) == [(TEXT, "hello", "")]
 
 
+async def test_big_compressed_messages_keep_their_order():
+    """A big message is compressed in a thread; what is sent after it waits its turn."""
+    client, ws = await open_ws(Client(deflate=True), max_msg_size=0)
+    big = payload_of(1 << 20)
+    sending = [asyncio.create_task(ws.send_bytes(big)), asyncio.create_task(ws.send_str("x")),
+               asyncio.create_task(ws.send_bytes(big[:100], compress=False))]
+    await asyncio.wait_for(asyncio.gather(*sending), 10)
+    assert await client.frames() == [(BINARY, big, ""), (TEXT, "x", ""),
+                                     (BINARY, big[:100], "")]
+
+
+async def test_a_cancelled_sender_still_sends_its_compressed_message():
+    client, ws = await open_ws(Client(deflate=True), max_msg_size=0)
+    big = payload_of(1 << 20)
+    task = asyncio.create_task(ws.send_bytes(big))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.wait_for(ws.send_str("after"), 10)       # the compressor's history holds
+    assert await client.frames() == [(BINARY, big, ""), (TEXT, "after", "")]
+
+
+async def test_close_waits_for_a_message_being_compressed():
+    client, ws = await open_ws(Client(deflate=True), max_msg_size=0, timeout=0.01)
+    big = payload_of(1 << 20)
+    sending = asyncio.create_task(ws.send_bytes(big))
+    await asyncio.sleep(0)
+    assert await asyncio.wait_for(ws.close(), 10) is True
+    await sending
+    assert await client.frames() == [(BINARY, big, ""), (CLOSE, 1000, "")]
+
+
 async def test_compress_without_negotiation_sends_plain():
     client, ws = await open_ws()
     await ws.send_bytes(b"abc", compress=True)           # nothing agreed: a plain frame
