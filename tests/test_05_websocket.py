@@ -28,8 +28,6 @@ from lowserver.websocket_protocol import (
     PerMessageDeflate,
     WebSocketError,
     WebSocketParser,
-    WSCloseCode,
-    WSMessage,
     WSMsgType,
     accept_key,
     apply_mask,
@@ -999,3 +997,12 @@ async def test_error_then_half_close_is_still_answered():
     assert first == 0x88 and payload[:2] == b"\x03\xea"
     assert ws.close_code == 1002
     assert await ws.close() is False                        # the linger: `timeout` at most
+
+
+async def test_a_ping_behind_the_head_is_answered_after_the_101():
+    client = Client(tail=client_frame(b"early", PING))
+    ws = WebSocketResponse()
+    assert ws.compress is True                              # the option, before prepare()
+    await ws.prepare(client.request)
+    assert await client.output() == b"\x8a\x05early"        # the head was split off first
+    assert client.head.startswith(b"HTTP/1.1 101 ")
