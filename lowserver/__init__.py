@@ -31,7 +31,7 @@ _register("response", "StreamResponse", "Response", "json_response", "json_bytes
           "ContentCoding")
 _register("websocket_protocol", "WSMsgType", "WSMessage", "WSCloseCode",
           "WebSocketError")
-_register("websocket", "WebSocketResponse", "WebSocketReady")
+_register("websocket", "WebSocketResponse", "WebSocketReady", "WSMessageTypeError")
 _register("server", "Server", "RequestHandler")
 _register("runner", "BaseRunner", "ServerRunner", "BaseSite", "TCPSite", "UnixSite", "SockSite",
           "GracefulExit")
