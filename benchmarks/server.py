@@ -778,4 +778,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the servers were stopped on the way out
+        log("interrupted; every server and load generator started was stopped")
+        sys.exit(130)
