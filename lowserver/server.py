@@ -40,7 +40,7 @@ from lowserver.http_parser import (
     RawRequestMessage,
 )
 from lowserver.request import BaseRequest
-from lowserver.response import StreamResponse
+from lowserver.response import Response, StreamResponse
 from lowserver.streams import EMPTY_PAYLOAD, BaseProtocol, StreamReader, StreamWriter
 
 __all__ = ["Server", "RequestHandler"]
@@ -53,6 +53,7 @@ _RequestFactory = Callable[..., BaseRequest]
 _ERROR_MESSAGE = RawRequestMessage(
     "GET", "/", HttpVersion11, CIMultiDictProxy(CIMultiDict()), (), True, None, False, False)
 
+_PLAIN_RESPONSES = frozenset({Response, StreamResponse})  # need no check of what came back
 MAX_PIPELINED = 32          # requests parsed ahead of the one being answered, before we pause
 DRAIN_LIMIT = 1024 * 1024   # unread body bytes we read and drop to keep the connection
 
@@ -245,6 +246,9 @@ class RequestHandler(BaseProtocol):
         self.debug = debug
         self.access_logger: AbstractAccessLogger | None = (
             access_log_class(access_log, access_log_format) if access_log else None)
+        # asked once per connection, as aiohttp does: nothing is formatted for a logger
+        # that would drop the line
+        self._access_log_on = self.access_logger is not None and self.access_logger.enabled
 
         self._messages: deque[tuple[Any, Any]] = deque()  # parsed, waiting for their turn
         self._body: Any = None            # where the body being received goes, if any
@@ -525,7 +529,7 @@ class RequestHandler(BaseProtocol):
             return False
         manager.requests_count += 1
         loop = self._loop
-        logging_on = self.access_logger is not None and self.access_logger.enabled
+        logging_on = self._access_log_on
         start = loop.time() if logging_on else 0.0
         parse_error = message if payload is None else None
         if parse_error is not None:
@@ -539,7 +543,16 @@ class RequestHandler(BaseProtocol):
                 response = response_for_exception(parse_error, request=request,
                                                   debug=self.debug, logger=self.logger)
             else:
-                response = await self._run_handler(request)
+                try:
+                    response = await self._request_handler(request)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:   # an HTTPException, or a failure (stage 03)
+                    response = self._response_for_exception(request, exc)
+                else:
+                    if response.__class__ not in _PLAIN_RESPONSES:  # the common case, quickly
+                        response = response_for_result(self._request_handler, response,
+                                                       request=request, logger=self.logger)
                 if message.expect_continue and not payload.total_bytes \
                         and not payload.is_eof() and not response.prepared:
                     # the client waits for 100 Continue before sending the body, and the
@@ -574,24 +587,15 @@ class RequestHandler(BaseProtocol):
             keep = await self._drain(payload, message.content_length)
         return keep
 
-    async def _run_handler(self, request: BaseRequest) -> StreamResponse:
-        """Run the handler, and map what it raises or returns (stage 03) to a response."""
-        try:
-            result = await self._request_handler(request)
-        except HTTPException as exc:
-            result = exc
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._writer_for_error(request, exc)
-            result = response_for_exception(exc, request=request, debug=self.debug,
-                                            logger=self.logger)
-        else:
-            return response_for_result(self._request_handler, result, request=request,
-                                       logger=self.logger)
-        if result._payload_writer is None:   # an HTTPException not yet sent
-            self._writer_for_error(request, result)
-        return result
+    def _response_for_exception(self, request: BaseRequest, exc: Exception) -> StreamResponse:
+        """What the client gets when the handler raised `exc` (the mapping of stage 03)."""
+        if isinstance(exc, HTTPException):
+            if exc._payload_writer is None:   # not sent yet (an HTTPException can be sent)
+                self._writer_for_error(request, exc)
+            return exc
+        self._writer_for_error(request, exc)
+        return response_for_exception(exc, request=request, debug=self.debug,
+                                      logger=self.logger)
 
     def _writer_for_error(self, request: BaseRequest, exc: BaseException) -> None:
         """The handler raised after preparing a response: can an error response still go?"""
