@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import sys
 import zlib
 from collections import deque
 from typing import Any, Awaitable, Callable
@@ -53,6 +54,7 @@ _RequestFactory = Callable[..., BaseRequest]
 _ERROR_MESSAGE = RawRequestMessage(
     "GET", "/", HttpVersion11, CIMultiDictProxy(CIMultiDict()), (), True, None, False, False)
 
+_EAGER = sys.version_info >= (3, 12)  # asyncio.Task(..., eager_start=True) exists
 _PLAIN_RESPONSES = frozenset({Response, StreamResponse})  # need no check of what came back
 MAX_PIPELINED = 32          # requests parsed ahead of the one being answered, before we pause
 DRAIN_LIMIT = 1024 * 1024   # unread body bytes we read and drop to keep the connection
@@ -490,7 +492,13 @@ class RequestHandler(BaseProtocol):
         return message_and_payload
 
     def _start_next(self) -> None:
-        self._task = self._loop.create_task(self._answer(*self._next_message()))
+        coro = self._answer(*self._next_message())
+        if _EAGER:  # Python 3.12+: run the task's first step now, not one loop turn later
+            task = asyncio.Task(coro, loop=self._loop, eager_start=True)
+            if not task.done():   # else it ran to its end (and may have started the next)
+                self._task = task
+        else:
+            self._task = self._loop.create_task(coro)
 
     async def _answer(self, message: Any, payload: Any) -> None:
         """Answer a request, then those pipelined behind it, in this one task.
@@ -500,6 +508,8 @@ class RequestHandler(BaseProtocol):
         iteration leave in one `send()`, not 16.
         """
         keep = False
+        if self._task is None:   # started eagerly: the task is running this very line
+            self._task = asyncio.current_task(self._loop)
         try:
             while True:
                 if self._messages and self._coalescer is None and self.transport is not None:
