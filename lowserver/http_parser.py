@@ -236,6 +236,7 @@ _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _VALUE = r"[\t\x20-\x7e\x80-\U0010ffff]*"
 _FIELD_LINES = re.compile(rf"(?:{_TOKEN}:{_VALUE}\r\n)*{_TOKEN}:{_VALUE}")
 _TOKEN_RE = re.compile(_TOKEN)
+_TOKEN_PREFIX = re.compile(_TOKEN.replace("]+", "]*").encode())
 # request-line = method SP request-target SP HTTP-version (RFC 9112 §3); the target is
 # visible ASCII (RFC 3986 characters, §3.2) and never holds a fragment ('#').
 _REQUEST_LINE = re.compile(rf"({_TOKEN}) ([!-\"$-~]+) HTTP/([0-9])\.([0-9])")
@@ -680,6 +681,13 @@ class HttpRequestParser:
             if current_line > self.max_line_size:
                 raise LineTooLong(f"request line longer than {self.max_line_size} bytes",
                                   code=414)
+            # Not HTTP at all (a TLS hello, say): the method is refused as soon as a byte that
+            # cannot be in a token arrives, without waiting for a line end that may never come.
+            method_end = _TOKEN_PREFIX.match(buffer).end()
+            if method_end < len(buffer) and buffer[method_end] != 0x20 \
+                    and not (method_end == 0 and buffer[0] == 0x0D):
+                raise BadStatusLine("method must be a token (RFC 9110 §9.1), got "
+                                    f"{_show(bytes(buffer[:method_end + 1]).decode('latin-1'))}")
             return
         if current_line > self.max_field_size:
             raise LineTooLong(f"header field line longer than {self.max_field_size} bytes")

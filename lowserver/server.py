@@ -579,6 +579,10 @@ class RequestHandler(BaseProtocol):
             await response.write_eof()
             keep = (parse_error is None and response.keep_alive
                     and not request._payload_writer.must_close)
+            if keep and message.method == "CONNECT" and 200 <= response.status < 300:
+                # RFC 9110 §9.3.6: after a 2xx to CONNECT the connection is a tunnel, not
+                # HTTP; unless the handler took the connection over (upgrade()), it ends
+                keep = False
         except asyncio.CancelledError:
             self._request = None
             self.force_close()

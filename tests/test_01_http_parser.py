@@ -107,6 +107,17 @@ def test_bare_lf_is_refused_in_complete_and_partial_heads():
     assert isinstance(parser.feed(b"\nHost: x\n")[-1], BadHttpMessage)
 
 
+@pytest.mark.parametrize("start", [
+    b"\x16\x03\x01\x00\xa5\x01\x00\x00",      # a TLS ClientHello on the HTTP port
+    b"GET\t/",                                  # a tab after the method
+    b"G(ET /",                                   # not a token
+    b"\x00\x00\x00",
+])
+def test_not_http_is_refused_before_any_line_end(start):
+    error = error_of(start)                     # no CRLF yet: refused without waiting
+    assert isinstance(error, BadStatusLine) and "token" in error.message
+
+
 def test_leading_empty_lines_are_ignored():
     message = only_message(b"\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert message.method == "GET"

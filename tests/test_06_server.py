@@ -402,6 +402,23 @@ async def test_many_pipelined_requests_beyond_the_queue_bound_are_all_answered()
         writer.close()
 
 
+async def test_connect_answered_2xx_without_a_tunnel_closes_and_4xx_keeps_http():
+    async def connect(request):
+        if request.method == "CONNECT" and request.headers.get("X-Allow"):
+            return web.Response(text="tunnel bytes would follow")
+        if request.method == "CONNECT":
+            raise web.HTTPMethodNotAllowed("CONNECT", ["GET"])
+        return web.Response(text="http again")
+    async with serve(connect) as (_server, port):
+        data = await exchange(port, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n"
+                                    b"X-Allow: 1\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert data.startswith(b"HTTP/1.1 200 OK") and data.count(b"HTTP/1.1") == 1
+        assert data.endswith(b"\r\n\r\n")     # RFC 9110 §9.3.6: a 2xx to CONNECT has no content
+        data = await exchange(port, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n"
+                                    b"\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert data.startswith(b"HTTP/1.1 405 ") and data.endswith(b"http again")
+
+
 async def test_head_to_a_streaming_handler_puts_no_body_on_the_wire():
     async def streams(request):
         response = web.StreamResponse()
