@@ -10,13 +10,13 @@ bytes behind the handshake and `Server.shutdown()` (1001). Every server binds po
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import aiohttp
 import pytest
 from websockets.asyncio.client import connect as websockets_connect
 
 from lowserver import web
+from loopback import serve
 from lowserver.websocket_protocol import WSMsgType, apply_mask, frame_header
 
 LONG = 20.0           # upper bound for anything that should take (much) less
@@ -27,20 +27,6 @@ HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
              b"Sec-WebSocket-Version: 13\r\n\r\n")
 
 
-@contextlib.asynccontextmanager
-async def serve(handler, **kwargs):
-    """Serve `handler` on a free port; yield (Server, port); close everything after."""
-    server = web.Server(handler, **kwargs)
-    loop = asyncio.get_running_loop()
-    listener = await loop.create_server(server, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    try:
-        yield server, port
-    finally:
-        listener.close()
-        server.pre_shutdown()
-        await asyncio.wait_for(server.shutdown(1.0), LONG)
-        await asyncio.wait_for(listener.wait_closed(), LONG)
 
 
 def echo_handler(results: list | None = None, **options):

@@ -7,7 +7,6 @@ has a generous upper bound, and no test asserts a duration.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import socket
@@ -16,24 +15,8 @@ import aiohttp
 import pytest
 
 from lowserver import web
+from loopback import LONG, serve
 
-LONG = 10.0  # upper bound for anything that should take milliseconds
-
-
-@contextlib.asynccontextmanager
-async def serve(handler, host: str = "127.0.0.1", **kwargs):
-    """Serve `handler` on a free port; yield (Server, port); close everything after."""
-    server = web.Server(handler, **kwargs)
-    loop = asyncio.get_running_loop()
-    listener = await loop.create_server(server, host, 0)
-    port = listener.sockets[0].getsockname()[1]
-    try:
-        yield server, port
-    finally:
-        listener.close()
-        server.pre_shutdown()
-        await asyncio.wait_for(server.shutdown(1.0), LONG)
-        await asyncio.wait_for(listener.wait_closed(), LONG)
 
 
 async def exchange(port: int, data: bytes, *, host: str = "127.0.0.1",

@@ -1,0 +1,27 @@
+"""Shared by the end-to-end tests: serve a handler on a free loopback port, then close it all."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, AsyncIterator
+
+from lowserver import web
+
+LONG = 10.0  # upper bound for anything that should take milliseconds
+
+
+@contextlib.asynccontextmanager
+async def serve(handler: Any, host: str = "127.0.0.1",
+                **kwargs: Any) -> AsyncIterator[tuple[web.Server, int]]:
+    """Serve `handler` on a free port of `host`; yield (Server, port); close everything after."""
+    server = web.Server(handler, **kwargs)
+    loop = asyncio.get_running_loop()
+    listener = await loop.create_server(server, host, 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        yield server, port
+    finally:
+        listener.close()
+        server.pre_shutdown()
+        await asyncio.wait_for(server.shutdown(1.0), LONG)
+        await asyncio.wait_for(listener.wait_closed(), LONG)
