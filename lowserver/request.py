@@ -10,7 +10,7 @@ written for aiohttp's low-level server runs unchanged.
 from __future__ import annotations
 
 import asyncio
-import collections.abc
+import collections
 import datetime
 import json
 import re
@@ -28,7 +28,7 @@ from yarl import URL
 from lowserver.exceptions import (HTTPBadRequest, HTTPRequestEntityTooLarge,
                                   HTTPUnsupportedMediaType)
 from lowserver.http_parser import HttpVersion, RawRequestMessage
-from lowserver.response import (ETAG_ANY, LIST_QUOTED_ETAG_RE, ETag, HeadersMixin,
+from lowserver.response import (ETAG_ANY, LIST_QUOTED_ETAG_RE, ETag, HeadersMixin, StateMapping,
                                 StreamResponse, parse_http_date)
 from lowserver.streams import EmptyStreamReader
 
@@ -866,7 +866,7 @@ class BodyPartReader:
 _UNSET: Any = object()
 
 
-class BaseRequest(collections.abc.MutableMapping, _RequestBody, _RequestFields, _RequestTarget,
+class BaseRequest(StateMapping, _RequestBody, _RequestFields, _RequestTarget,
                   _RequestConnection):
     """The request a handler receives: aiohttp's `BaseRequest`, over a parsed message.
 
@@ -979,23 +979,6 @@ class BaseRequest(collections.abc.MutableMapping, _RequestBody, _RequestFields, 
         for value in self._post.values():
             if isinstance(value, FileField):
                 value.file.close()
-
-    # -- per-request state (a MutableMapping) ----------------------------------------------
-
-    def __getitem__(self, key: Any) -> Any:
-        return self._state[key]
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self._state[key] = value
-
-    def __delitem__(self, key: Any) -> None:
-        del self._state[key]
-
-    def __len__(self) -> int:
-        return len(self._state)
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._state)
 
     def __repr__(self) -> str:
         path = self.path.encode("ascii", "backslashreplace").decode("ascii")

@@ -328,6 +328,28 @@ def _compress(data: bytes, coding: str, strategy: int | None) -> bytes:
 
 # --- StreamResponse ------------------------------------------------------------------------
 
+class StateMapping(collections.abc.MutableMapping):
+    """A request or a response is also a mutable mapping, for state that lives as long as
+    it does (aiohttp's `request["user"] = ...`): the mapping is `self._state`."""
+
+    _state: dict[Any, Any]
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._state[key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._state[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self._state[key]
+
+    def __len__(self) -> int:
+        return len(self._state)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._state)
+
+
 class ResponseStateError(RuntimeError, AssertionError):
     """A response used out of order (aiohttp asserts here; an AssertionError too, so code
     and tests written for aiohttp still catch it, but not stripped by `python -O`)."""
@@ -502,7 +524,7 @@ class _ResponseFields(HeadersMixin):
                              "or None")
 
 
-class StreamResponse(collections.abc.MutableMapping, _ResponseFields):
+class StreamResponse(StateMapping, _ResponseFields):
     """A response whose body the handler writes piece by piece (aiohttp's `StreamResponse`).
 
     `await prepare(request)` sends the head; `await write(data)` sends body bytes;
@@ -773,14 +795,8 @@ class StreamResponse(collections.abc.MutableMapping, _ResponseFields):
             raise RuntimeError("Cannot call write() before prepare()")
         if self._must_be_empty_body:
             return      # HEAD, 1xx, 204, 304: never body bytes on the wire (RFC 9110 §6.4.1)
-        left = self._body_left
-        if left is not None:
-            size = data.nbytes if isinstance(data, memoryview) else len(data)
-            if size > left:
-                raise ContentLengthExceededError(
-                    f"cannot write {size} bytes: only {left} remain of the declared "
-                    f"Content-Length {self._headers.get(CONTENT_LENGTH)} (RFC 9112 §6.2)")
-            self._body_left = left - size
+        if self._body_left is not None:
+            self._body_left = self._left_after(data)
         await writer.write(data)
 
     async def drain(self) -> None:
@@ -808,19 +824,24 @@ class StreamResponse(collections.abc.MutableMapping, _ResponseFields):
             raise BodyTypeError(f"data argument must be byte-ish ({type(data)!r})")
         if self._must_be_empty_body:
             return b""
-        left = self._body_left
-        if left is not None:
-            size = data.nbytes if isinstance(data, memoryview) else len(data)
-            if size > left:
-                raise ContentLengthExceededError(
-                    f"cannot write {size} bytes: only {left} remain of the declared "
-                    f"Content-Length {self._headers.get(CONTENT_LENGTH)} (RFC 9112 §6.2)")
-            if size < left:
+        if self._body_left is not None:
+            left = self._body_left = self._left_after(data)
+            if left:
                 # The body is shorter than declared: the client would wait for the rest,
                 # or take the next response for it. Close the connection (RFC 9112 §8).
                 self._keep_alive = False
-            self._body_left = left - size
         return data
+
+    def _left_after(self, data: Any) -> int:
+        """What remains of the declared Content-Length once `data` is sent; more than
+        remains is refused, before anything of it goes out (RFC 9112 §6.2)."""
+        left = self._body_left
+        size = data.nbytes if isinstance(data, memoryview) else len(data)
+        if size > left:
+            raise ContentLengthExceededError(
+                f"cannot write {size} bytes: only {left} remain of the declared "
+                f"Content-Length {self._headers.get(CONTENT_LENGTH)} (RFC 9112 §6.2)")
+        return left - size
 
     def _ended(self, writer: Any) -> None:
         self._eof_sent = True
@@ -837,23 +858,6 @@ class StreamResponse(collections.abc.MutableMapping, _ResponseFields):
         else:
             info = "not prepared"
         return f"<{self.__class__.__name__} {self.reason} {info}>"
-
-    # -- per-response state (a MutableMapping) ----------------------------------------------
-
-    def __getitem__(self, key: Any) -> Any:
-        return self._state[key]
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self._state[key] = value
-
-    def __delitem__(self, key: Any) -> None:
-        del self._state[key]
-
-    def __len__(self) -> int:
-        return len(self._state)
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._state)
 
     def __hash__(self) -> int:
         return hash(id(self))
