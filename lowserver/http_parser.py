@@ -136,7 +136,9 @@ class RawRequestMessage:
         self.trailers = trailers
         self._url = url
         # raw_headers is either the tuple of pairs, or (lazily) the bytes of the field lines
-        if isinstance(raw_headers, (bytes, bytearray)):
+        if raw_headers.__class__ is bytes:    # the parser's case, first
+            self._raw_headers, self._raw_fields = None, raw_headers
+        elif isinstance(raw_headers, (bytes, bytearray)):
             self._raw_headers, self._raw_fields = None, bytes(raw_headers)
         else:
             self._raw_headers, self._raw_fields = tuple(raw_headers), b""
@@ -714,7 +716,7 @@ class HttpRequestParser:
         if line_end - pos > self.max_line_size:
             raise LineTooLong(f"request line longer than {self.max_line_size} bytes", code=414)
         raw_fields = data[line_end + 2:end] if line_end < end else b""
-        if raw_fields:
+        if len(raw_fields) > self.max_field_size or raw_fields.count(b"\r\n") >= self.max_headers:
             self._check_field_limits(raw_fields, "header")
         text = data[pos:end].decode("utf-8", "surrogateescape")
         line, _, fields_text = text.partition("\r\n")
