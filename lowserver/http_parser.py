@@ -17,7 +17,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 __all__ = [
-    "HttpRequestParser", "RawRequestMessage", "EndOfMessage", "HttpVersion",
+    "HttpRequestParser", "RawRequestMessage", "EndOfMessage", "EndOfChunk", "HttpVersion",
     "HttpVersion10", "HttpVersion11", "HttpProcessingError", "BadHttpMessage",
     "BadStatusLine", "InvalidHeader", "LineTooLong", "HeaderFieldsTooLarge",
     "ContentLengthError", "TransferEncodingError", "UnsupportedTransferCoding",
@@ -218,6 +218,19 @@ class EndOfMessage:
 _END = EndOfMessage()  # shared by every message without trailers
 
 
+class EndOfChunk:
+    """The end of one chunk of a chunked body (RFC 9112 §7.1), for a parser made with
+    `chunk_ends=True`: `StreamReader.readchunk()` reports these boundaries."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<EndOfChunk>"
+
+
+END_OF_CHUNK = EndOfChunk()
+
+
 def target_url(method: str, target: str) -> URL:
     """The request target as a URL, in the form RFC 9112 §3.2 says it has."""
     if target.startswith("/"):  # origin-form (§3.2.1)
@@ -255,7 +268,10 @@ _HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]+")
 _MAX_CHUNK_HEX_DIGITS = 16  # 2**64 - 1 at most: more digits would overflow any real size
 _MAX_CONTENT_LENGTH = 2**63 - 1
 
-_SUPPORTED_COMPRESSION = frozenset({"gzip", "deflate", "br", "zstd"})
+# the content codings a server may undo for its handler (RFC 9110 §8.4.1; RFC 8878; RFC 7932),
+# "x-gzip" being gzip (RFC 9110 §8.4.1.3)
+_SUPPORTED_COMPRESSION = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate", "br": "br",
+                          "zstd": "zstd"}
 # Fields a sender must not put in trailers (RFC 9110 §6.5.1): framing and routing.
 _FORBIDDEN_TRAILERS = ("transfer-encoding", "content-length", "host")
 
@@ -462,6 +478,7 @@ class HttpRequestParser:
     - `RawRequestMessage`: a request's head;
     - `bytes`: a piece of its body, framing removed;
     - `EndOfMessage`: the end of the body, with trailer fields if any;
+    - with `chunk_ends=True`, `END_OF_CHUNK` after the data of each chunk of a chunked body;
     - an `HttpProcessingError`, last, if the input is bad: the status to answer with and why.
       The parser is dead after it: every later `feed()` raises that error.
 
@@ -471,10 +488,11 @@ class HttpRequestParser:
     """
 
     def __init__(self, *, max_line_size: int = 8190, max_field_size: int = 8190,
-                 max_headers: int = 128) -> None:
+                 max_headers: int = 128, chunk_ends: bool = False) -> None:
         self.max_line_size = max_line_size
         self.max_field_size = max_field_size
         self.max_headers = max_headers
+        self.chunk_ends = chunk_ends    # also emit END_OF_CHUNK after each chunk's data
         self._state = _HEAD
         self._buffer = bytearray()      # bytes received but not yet consumed
         self._remaining = 0             # body or chunk bytes still to come
@@ -574,6 +592,8 @@ class HttpRequestParser:
                     self._remaining = 0
                 if state == _CHUNK_DATA:
                     self._state = _CHUNK_END
+                    if self.chunk_ends:
+                        events.append(END_OF_CHUNK)
                 elif self._end_message(events, _END, data, pos):
                     return
             elif state == _CHUNK_SIZE:
@@ -727,9 +747,7 @@ class HttpRequestParser:
         self._check_target_and_host(method, target, version, headers)
         compression = headers.get("Content-Encoding")
         if compression is not None:
-            compression = compression.lower()
-            if compression not in _SUPPORTED_COMPRESSION:
-                compression = None
+            compression = _SUPPORTED_COMPRESSION.get(compression.strip(" \t").lower())
         expect = headers.get("Expect")
         expect_continue = (expect is not None and version == HttpVersion11
                            and expect.lower() == "100-continue")  # RFC 9110 §10.1.1

@@ -16,6 +16,7 @@ new connection, with aiohttp's signature.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import socket
 import sys
@@ -29,11 +30,14 @@ from lowserver.access_log import AbstractAccessLogger, AccessLogger, access_logg
 from lowserver.exceptions import (
     HTTPBadRequest,
     HTTPException,
+    HTTPExpectationFailed,
     HTTPRequestTimeout,
+    HTTPUnsupportedMediaType,
     response_for_exception,
     response_for_result,
 )
 from lowserver.http_parser import (
+    EndOfChunk,
     EndOfMessage,
     HttpProcessingError,
     HttpRequestParser,
@@ -77,36 +81,129 @@ def decompression_wbits(encoding: str, first_byte: int) -> int:
     ### END SOLUTION
 
 
+class _BrotliDecoder:
+    """Brotli (RFC 7932) through the optional `Brotli` package, shaped like a zlib decoder."""
+
+    def __init__(self, brotli: Any) -> None:
+        self._decoder = brotli.Decompressor()
+        self._error = brotli.error
+
+    def decompress(self, data: bytes) -> bytes:
+        if self.eof:
+            raise ValueError("data after the end of the brotli stream")
+        decoder = self._decoder
+        return decoder.process(data) if hasattr(decoder, "process") else decoder.decompress(data)
+
+    def flush(self) -> bytes:
+        return b""
+
+    @property
+    def eof(self) -> bool:
+        return self._decoder.is_finished()
+
+
+class _ZstdDecoder:
+    """Zstandard (RFC 8878) through `compression.zstd` (Python 3.14+) or the optional
+    `backports.zstd`, with the 8 MiB window RFC 9659 §3 allows an HTTP recipient to refuse
+    beyond (a bigger window would let a small body claim a big buffer)."""
+
+    def __init__(self, zstd: Any) -> None:
+        window = {zstd.DecompressionParameter.window_log_max: 23}
+        self._decoder = zstd.ZstdDecompressor(options=window)
+
+    def decompress(self, data: bytes) -> bytes:
+        if self._decoder.eof:
+            raise ValueError("data after the end of the zstd frame")
+        plain = self._decoder.decompress(data)
+        if self._decoder.unused_data:
+            raise ValueError("data after the end of the zstd frame")
+        return plain
+
+    def flush(self) -> bytes:
+        return b""
+
+    @property
+    def eof(self) -> bool:
+        return self._decoder.eof
+
+
+def _optional_module(*names: str) -> Any:
+    """The first of the modules `names` that can be imported, or None."""
+    for name in names:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
+
+
+_brotli = _optional_module("brotli")
+_zstd = _optional_module("compression.zstd", "backports.zstd")
+
+
+def decodable_codings() -> list[str]:
+    """The content codings auto_decompress can undo here (RFC 9110 §8.4.1)."""
+    return ["gzip", "deflate"] + ["br"] * (_brotli is not None) + ["zstd"] * (_zstd is not None)
+
+
+def body_decoder(encoding: str, first_byte: int) -> Any:
+    """A decoder for a request body in `encoding`: `decompress(data)`, `flush()`, `eof`.
+
+    A coding the parser knows but this server cannot decode (br or zstd without their
+    optional package) is a 415, whose Accept-Encoding says what would do (RFC 9110
+    §15.5.16, §12.5.3): the body is never handed over still compressed.
+    """
+    if encoding in ("gzip", "deflate"):
+        return zlib.decompressobj(wbits=decompression_wbits(encoding, first_byte))
+    if encoding == "br" and _brotli is not None:
+        return _BrotliDecoder(_brotli)
+    if encoding == "zstd" and _zstd is not None:
+        return _ZstdDecoder(_zstd)
+    raise HTTPUnsupportedMediaType(
+        headers={"Accept-Encoding": ", ".join(decodable_codings())},
+        text=f"request body in content coding {encoding!r}, which this server cannot decode")
+
+
 class BodyDecompressor:
     """Undo a request's Content-Encoding while the body streams in (aiohttp's auto_decompress).
 
-    gzip (RFC 1952) and deflate, which is zlib-wrapped (RFC 9110 §8.4.1.2) though some clients
-    send it raw: the first byte tells which. Other codings pass through untouched.
+    gzip (RFC 1952); deflate, which is zlib-wrapped (RFC 9110 §8.4.1.2) though some clients
+    send it raw, and the first byte tells which; br and zstd when their package is installed
+    (else a 415). Bad compressed data, data after the end of the compressed stream, and a
+    body that ends inside it are 400s. Chunk ends are passed on to the stream.
     """
 
-    __slots__ = ("_payload", "_encoding", "_zlib")
+    __slots__ = ("_payload", "_encoding", "_decoder")
 
     def __init__(self, payload: StreamReader, encoding: str) -> None:
         self._payload = payload
         self._encoding = encoding
-        self._zlib: Any = None
+        self._decoder: Any = None
 
     def feed_data(self, data: bytes) -> None:
-        if self._zlib is None:
-            self._zlib = zlib.decompressobj(wbits=decompression_wbits(self._encoding, data[0]))
+        if self._decoder is None:
+            self._decoder = body_decoder(self._encoding, data[0])
+        decoder = self._decoder
         try:
-            plain = self._zlib.decompress(data)
-        except zlib.error as error:
+            if decoder.eof:
+                raise ValueError(f"data after the end of the {self._encoding} stream")
+            plain = decoder.decompress(data)
+            if getattr(decoder, "unused_data", b""):
+                raise ValueError(f"data after the end of the {self._encoding} stream")
+        except Exception as error:   # zlib.error, brotli.error, ZstdError, ValueError
             raise HTTPBadRequest(text=f"request body is not valid {self._encoding}: {error}")
         if plain:
             self._payload.feed_data(plain)
 
+    def end_http_chunk_receiving(self) -> None:
+        self._payload.end_http_chunk_receiving()
+
     def feed_eof(self) -> None:
-        if self._zlib is not None:
-            rest = self._zlib.flush()
+        if self._decoder is not None:
+            rest = self._decoder.flush()
             if rest:
                 self._payload.feed_data(rest)
-            if not self._zlib.eof:
+            if not self._decoder.eof:
                 raise HTTPBadRequest(text=f"request body ends inside its {self._encoding} stream")
         self._payload.feed_eof()
 
@@ -231,7 +328,7 @@ class RequestHandler(BaseProtocol):
         self._request_factory = manager.request_factory
         self._parser = HttpRequestParser(max_line_size=max_line_size,
                                          max_field_size=max_field_size,
-                                         max_headers=max_headers)
+                                         max_headers=max_headers, chunk_ends=True)
         self.max_line_size = max_line_size
         self.max_headers = max_headers
         self.max_field_size = max_field_size
@@ -379,11 +476,16 @@ class RequestHandler(BaseProtocol):
                 if event.chunked or event.content_length:
                     payload = self._new_payload(event)
                     self._body = payload
-                    if event.compression in ("gzip", "deflate") and self.auto_decompress:
+                    if event.chunked:   # readchunk() returns whole HTTP chunks
+                        payload.begin_http_chunk_receiving()
+                    if event.compression is not None and self.auto_decompress:
                         self._body = BodyDecompressor(payload, event.compression)
                 else:
                     payload = EMPTY_PAYLOAD
                 messages.append((event, payload))
+            elif kind is EndOfChunk:
+                if self._body is not None:
+                    self._body.end_http_chunk_receiving()
             elif kind is EndOfMessage:
                 if self._body is not None:
                     body, self._body = self._body, None
@@ -552,6 +654,13 @@ class RequestHandler(BaseProtocol):
             if parse_error is not None:
                 response = response_for_exception(parse_error, request=request,
                                                   debug=self.debug, logger=self.logger)
+            elif (message.version == HttpVersion11 and not message.expect_continue
+                    and "Expect" in message.headers):
+                # RFC 9110 §10.1.1: an expectation other than 100-continue cannot be met;
+                # the handler is not run (an HTTP/1.0 client's Expect is ignored)
+                response = self._response_for_exception(request, HTTPExpectationFailed(
+                    text=f"cannot meet the expectation {message.headers['Expect']!r}: "
+                         "only 100-continue is known (RFC 9110 §10.1.1)"))
             else:
                 try:
                     response = await self._request_handler(request)

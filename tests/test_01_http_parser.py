@@ -11,6 +11,7 @@ from lowserver.http_parser import (
     BadHttpMessage,
     BadStatusLine,
     ContentLengthError,
+    END_OF_CHUNK,
     EndOfMessage,
     HeaderFieldsTooLarge,
     HttpProcessingError,
@@ -379,7 +380,36 @@ def test_compression_field():
     assert compression(b"gzip") == "gzip"
     assert compression(b"DEFLATE") == "deflate"
     assert compression(b"br") == "br"
+    assert compression(b"zstd") == "zstd"
+    assert compression(b"x-gzip") == "gzip"           # RFC 9110 §8.4.1.3
     assert compression(b"identity") is None
+    assert compression(b"gzip, br") is None            # stacked codings are left alone
+
+
+def test_chunk_ends_are_reported_when_asked():
+    body = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    # by default, none: the event stream is the same as without the option
+    plain = HttpRequestParser().feed(head + body)
+    assert END_OF_CHUNK not in plain and plain[1:3] == [b"hello", b" world"]
+    # with chunk_ends=True: END_OF_CHUNK after each chunk's data, at any split of the bytes
+    whole = head + body
+    expected = [b"hello", END_OF_CHUNK, b" world", END_OF_CHUNK]
+    for cut in range(len(head), len(whole) + 1):
+        parser = HttpRequestParser(chunk_ends=True)
+        events = parser.feed(whole[:cut]) + parser.feed(whole[cut:])
+        assert isinstance(events[-1], EndOfMessage)
+        data, ends = b"", []
+        for event in events[1:-1]:
+            if event is END_OF_CHUNK:
+                ends.append(data)
+            else:
+                data += event
+        assert ends == [b"hello", b"hello world"], cut
+    # Content-Length bodies have no chunks
+    events = HttpRequestParser(chunk_ends=True).feed(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+    assert END_OF_CHUNK not in events
 
 
 def test_upgrade_pauses_and_hands_back_the_bytes_behind():

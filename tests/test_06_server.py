@@ -7,9 +7,11 @@ has a generous upper bound, and no test asserts a duration.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
 import random
 import socket
+import zlib
 
 import aiohttp
 import pytest
@@ -254,6 +256,152 @@ async def test_expect_100_continue_with_aiohttp_client():
             async with session.post(f"http://127.0.0.1:{port}/", data=b"payload",
                                     expect100=True) as resp:
                 assert resp.status == 200 and await resp.read() == b"payload"
+
+
+# --- request bodies: content codings, chunk ends, expectations -------------------------
+
+async def body_echo(request):
+    """Answers what the handler read, and the chunks readchunk() returned."""
+    if request.query.get("chunks"):
+        pieces = []
+        while True:
+            data, end_of_chunk = await request.content.readchunk()
+            if not data and not end_of_chunk:
+                break
+            pieces.append(f"{data.decode()}{'|' if end_of_chunk else '~'}")
+        return web.Response(text="".join(pieces))
+    return web.Response(body=await request.read())
+
+
+def compressed(coding: str, data: bytes) -> bytes:
+    if coding in ("gzip", "x-gzip"):
+        return gzip.compress(data)
+    if coding == "deflate":
+        return zlib.compress(data)
+    if coding == "raw-deflate":
+        compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        return compressor.compress(data) + compressor.flush()
+    if coding == "br":
+        return pytest.importorskip("brotli").compress(data)
+    if coding == "zstd":
+        try:
+            from compression import zstd
+        except ImportError:
+            zstd = pytest.importorskip("backports.zstd")
+        return zstd.compress(data)
+    raise AssertionError(coding)
+
+
+@pytest.mark.parametrize("coding", ["gzip", "x-gzip", "deflate", "raw-deflate", "br", "zstd"])
+async def test_compressed_request_body_is_decoded(coding):
+    data = b"the quick brown fox " * 5000
+    body = compressed(coding, data)
+    header = "deflate" if coding == "raw-deflate" else coding
+    async with serve(body_echo) as (_server, port):
+        async with aiohttp.ClientSession(auto_decompress=False) as session:
+            async with session.post(f"http://127.0.0.1:{port}/", data=body,
+                                    headers={"Content-Encoding": header}) as resp:
+                assert resp.status == 200 and await resp.read() == data
+            # the same body, chunked: decoded all the same
+            async def pieces():
+                for start in range(0, len(body), 1000):
+                    yield body[start:start + 1000]
+            async with session.post(f"http://127.0.0.1:{port}/", data=pieces(),
+                                    headers={"Content-Encoding": header}) as resp:
+                assert resp.status == 200 and await resp.read() == data
+
+
+async def test_auto_decompress_false_hands_the_body_over_as_sent():
+    body = gzip.compress(b"x" * 1000)
+    async with serve(body_echo, auto_decompress=False) as (_server, port):
+        async with aiohttp.ClientSession(auto_decompress=False) as session:
+            async with session.post(f"http://127.0.0.1:{port}/", data=body,
+                                    headers={"Content-Encoding": "gzip"}) as resp:
+                assert resp.status == 200 and await resp.read() == body
+
+
+@pytest.mark.parametrize("body, reason", [
+    (b"not gzip at all", b"not valid gzip"),
+    (gzip.compress(b"x" * 1000)[:-12], b"ends inside its gzip stream"),
+    (gzip.compress(b"x" * 1000) + b"trailing", b"after the end of the gzip stream"),
+])
+async def test_bad_compressed_body_is_a_400(body, reason):
+    request = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
+               b"Content-Length: %d\r\n\r\n%b" % (len(body), body))
+    async with serve(body_echo) as (_server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        status, _headers, text = await read_response(reader)
+        assert status == b"HTTP/1.1 400 Bad Request" and reason in text
+        writer.close()
+
+
+async def test_a_coding_without_its_package_is_a_415_naming_what_would_do(monkeypatch):
+    import lowserver.server as server_module
+    monkeypatch.setattr(server_module, "_brotli", None)
+    body = b"\x8b\x02\x80hello\x03"   # whatever: it is never decoded
+    request = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Encoding: br\r\n"
+               b"Content-Length: %d\r\n\r\n%b" % (len(body), body))
+    async with serve(body_echo) as (_server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        status, headers, text = await read_response(reader)
+        assert status == b"HTTP/1.1 415 Unsupported Media Type"      # RFC 9110 §15.5.16
+        assert "br" not in headers["accept-encoding"].split(", ")
+        assert {"gzip", "deflate"} <= set(headers["accept-encoding"].split(", "))
+        assert b"'br'" in text
+        writer.close()
+
+
+async def test_readchunk_returns_whole_http_chunks():
+    # RFC 9112 §7.1: three chunks, the second split across two TCP writes
+    async with serve(body_echo) as (_server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /?chunks=1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"5\r\nhello\r\n6\r\n wo")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"rld\r\n1\r\n!\r\n0\r\n\r\n")
+        status, _headers, text = await read_response(reader)
+        assert status == b"HTTP/1.1 200 OK"
+        # each chunk ends with end_of_http_chunk True; a piece of a chunk that arrived
+        # before the rest of it may come on its own, with False
+        assert text in (b"hello| world|!|", b"hello| wo~rld|!|")
+        writer.close()
+
+
+async def test_readchunk_on_a_content_length_body_reports_no_chunk_ends():
+    async with serve(body_echo) as (_server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /?chunks=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+        status, _headers, text = await read_response(reader)
+        assert status == b"HTTP/1.1 200 OK" and text == b"hello~"
+        writer.close()
+
+
+async def test_an_unknown_expectation_is_a_417_and_the_handler_is_not_run():
+    ran = []
+
+    async def handler(request):
+        ran.append(request.path)
+        return web.Response(text="ran")
+
+    async with serve(handler) as (_server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /a HTTP/1.1\r\nHost: x\r\nExpect: something-else\r\n"
+                     b"Content-Length: 3\r\n\r\nabc"
+                     b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _headers, text = await read_response(reader)
+        assert status == b"HTTP/1.1 417 Expectation Failed"     # RFC 9110 §10.1.1
+        assert b"something-else" in text
+        # the body was read past, and the connection serves the next request
+        status, _headers, text = await read_response(reader)
+        assert status == b"HTTP/1.1 200 OK" and text == b"ran" and ran == ["/b"]
+        # HTTP/1.0: an expectation is ignored
+        writer.write(b"GET /c HTTP/1.0\r\nExpect: something-else\r\n\r\n")
+        status, _headers, text = await read_response(reader)
+        assert status == b"HTTP/1.0 200 OK" and ran == ["/b", "/c"]
+        writer.close()
 
 
 # --- errors -----------------------------------------------------------------------------
