@@ -247,6 +247,9 @@ class WriteCoalescer:
     def get_write_buffer_size(self) -> int:
         return self.transport.get_write_buffer_size() + self._size
 
+    def is_closing(self) -> bool:   # asked before every write: not through __getattr__
+        return self.transport.is_closing()
+
     def write_eof(self) -> None:
         self.flush()
         self.transport.write_eof()

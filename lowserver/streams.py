@@ -963,7 +963,8 @@ async def write_eof(self: StreamWriter, chunk: bytes | bytearray | memoryview = 
     """
     if self._eof:
         return
-    chunk = _as_bytes(chunk)
+    if chunk.__class__ is not bytes:
+        chunk = _as_bytes(chunk)
     if chunk and self._on_chunk_sent is not None:
         await self._on_chunk_sent(chunk)
     if self._compress is not None and not self._suppressed:
