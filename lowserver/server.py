@@ -81,50 +81,91 @@ def decompression_wbits(encoding: str, first_byte: int) -> int:
     ### END SOLUTION
 
 
-class _BrotliDecoder:
-    """Brotli (RFC 7932) through the optional `Brotli` package, shaped like a zlib decoder."""
+# Decoders share one shape: `decompress(data, limit)` returns at most `limit` bytes (data may
+# be b"" to get more of what the input already holds); `more` is True while output is still
+# waiting inside; `eof` is True once the compressed stream ended.
 
-    def __init__(self, brotli: Any) -> None:
-        self._decoder = brotli.Decompressor()
-        self._error = brotli.error
+class _ZlibDecoder:
+    """gzip or deflate, through the standard library's zlib."""
 
-    def decompress(self, data: bytes) -> bytes:
-        if self.eof:
-            raise ValueError("data after the end of the brotli stream")
-        decoder = self._decoder
-        return decoder.process(data) if hasattr(decoder, "process") else decoder.decompress(data)
+    def __init__(self, wbits: int) -> None:
+        self._zlib = zlib.decompressobj(wbits=wbits)
+        self._full = False                 # the last call stopped at its limit
 
-    def flush(self) -> bytes:
-        return b""
+    def decompress(self, data: bytes, limit: int) -> bytes:
+        zlib_ = self._zlib
+        plain = zlib_.decompress(zlib_.unconsumed_tail + data, limit)
+        self._full = len(plain) == limit
+        if zlib_.unused_data:
+            raise ValueError("data after the end of the compressed stream")
+        return plain
+
+    @property
+    def more(self) -> bool:
+        return bool(self._zlib.unconsumed_tail) or self._full and not self._zlib.eof
 
     @property
     def eof(self) -> bool:
-        return self._decoder.is_finished()
+        return self._zlib.eof
+
+
+class _BrotliDecoder:
+    """Brotli (RFC 7932), through the optional `Brotli` package."""
+
+    def __init__(self, brotli: Any) -> None:
+        self._brotli = brotli.Decompressor()
+        self._full = False                 # the last call stopped at (about) its limit
+        self._limited = True               # Brotli < 1.2 has no output limit
+
+    def decompress(self, data: bytes, limit: int) -> bytes:
+        brotli = self._brotli
+        if data and brotli.is_finished():
+            raise ValueError("data after the end of the compressed stream")
+        if self._limited:
+            try:
+                plain = brotli.process(data, output_buffer_limit=limit)
+            except TypeError:
+                self._limited = False
+        if not self._limited:
+            plain = brotli.process(data)
+        self._full = len(plain) >= limit
+        return plain
+
+    @property
+    def more(self) -> bool:
+        brotli = self._brotli
+        return (self._full or not brotli.can_accept_more_data()) and not brotli.is_finished()
+
+    @property
+    def eof(self) -> bool:
+        return self._brotli.is_finished()
 
 
 class _ZstdDecoder:
-    """Zstandard (RFC 8878) through `compression.zstd` (Python 3.14+) or the optional
-    `backports.zstd`, with the 8 MiB window RFC 9659 §3 allows an HTTP recipient to refuse
-    beyond (a bigger window would let a small body claim a big buffer)."""
+    """Zstandard (RFC 8878), through `compression.zstd` (Python 3.14+) or the optional
+    `backports.zstd`, with the 8 MiB window RFC 9659 §3 lets an HTTP recipient refuse beyond
+    (a bigger window would let a small body claim a big buffer)."""
 
     def __init__(self, zstd: Any) -> None:
         window = {zstd.DecompressionParameter.window_log_max: 23}
-        self._decoder = zstd.ZstdDecompressor(options=window)
+        self._zstd = zstd.ZstdDecompressor(options=window)
 
-    def decompress(self, data: bytes) -> bytes:
-        if self._decoder.eof:
-            raise ValueError("data after the end of the zstd frame")
-        plain = self._decoder.decompress(data)
-        if self._decoder.unused_data:
-            raise ValueError("data after the end of the zstd frame")
+    def decompress(self, data: bytes, limit: int) -> bytes:
+        zstd = self._zstd
+        if data and zstd.eof:
+            raise ValueError("data after the end of the compressed stream")
+        plain = zstd.decompress(data, limit)
+        if zstd.unused_data:
+            raise ValueError("data after the end of the compressed stream")
         return plain
 
-    def flush(self) -> bytes:
-        return b""
+    @property
+    def more(self) -> bool:
+        return not self._zstd.needs_input and not self._zstd.eof
 
     @property
     def eof(self) -> bool:
-        return self._decoder.eof
+        return self._zstd.eof
 
 
 def _optional_module(*names: str) -> Any:
@@ -147,14 +188,14 @@ def decodable_codings() -> list[str]:
 
 
 def body_decoder(encoding: str, first_byte: int) -> Any:
-    """A decoder for a request body in `encoding`: `decompress(data)`, `flush()`, `eof`.
+    """A decoder for a request body in `encoding` that begins with `first_byte`.
 
     A coding the parser knows but this server cannot decode (br or zstd without their
     optional package) is a 415, whose Accept-Encoding says what would do (RFC 9110
     §15.5.16, §12.5.3): the body is never handed over still compressed.
     """
     if encoding in ("gzip", "deflate"):
-        return zlib.decompressobj(wbits=decompression_wbits(encoding, first_byte))
+        return _ZlibDecoder(decompression_wbits(encoding, first_byte))
     if encoding == "br" and _brotli is not None:
         return _BrotliDecoder(_brotli)
     if encoding == "zstd" and _zstd is not None:
@@ -171,41 +212,78 @@ class BodyDecompressor:
     send it raw, and the first byte tells which; br and zstd when their package is installed
     (else a 415). Bad compressed data, data after the end of the compressed stream, and a
     body that ends inside it are 400s. Chunk ends are passed on to the stream.
+
+    A few KiB of deflate can inflate to gigabytes: output is made `PIECE` bytes at a time,
+    and none while the body stream is full. The stream's flow control comes here (this is
+    the protocol it pauses and resumes): compressed bytes already received wait, the
+    connection stops reading, and decompression goes on when the handler has read.
     """
 
-    __slots__ = ("_payload", "_encoding", "_decoder")
+    PIECE = 64 * 1024
 
-    def __init__(self, payload: StreamReader, encoding: str) -> None:
-        self._payload = payload
+    def __init__(self, connection: Any, encoding: str, limit: int,
+                 on_first_read: Callable[[], None] | None) -> None:
+        self._connection = connection
         self._encoding = encoding
         self._decoder: Any = None
+        self._input: deque[bytes] = deque()   # compressed bytes not given to the decoder yet
+        self._paused = False                   # the body stream is full
+        self._ended = False                    # the compressed body has all arrived
+        self._payload = StreamReader(self, limit, loop=connection._loop,
+                                     on_first_read=on_first_read)
 
+    # -- what the body stream asks of its protocol ----------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._connection.connected
+
+    def pause_reading(self) -> None:
+        self._paused = True
+        self._connection.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._paused = False
+        self._pump()
+        if not self._paused:
+            self._connection.resume_reading()
+
+    # -- what the server feeds -------------------------------------------------------------
     def feed_data(self, data: bytes) -> None:
         if self._decoder is None:
-            self._decoder = body_decoder(self._encoding, data[0])
-        decoder = self._decoder
-        try:
-            if decoder.eof:
-                raise ValueError(f"data after the end of the {self._encoding} stream")
-            plain = decoder.decompress(data)
-            if getattr(decoder, "unused_data", b""):
-                raise ValueError(f"data after the end of the {self._encoding} stream")
-        except Exception as error:   # zlib.error, brotli.error, ZstdError, ValueError
-            raise HTTPBadRequest(text=f"request body is not valid {self._encoding}: {error}")
-        if plain:
-            self._payload.feed_data(plain)
+            self._decoder = body_decoder(self._encoding, data[0])  # HTTPException: a 415
+        self._input.append(data)
+        self._pump()
 
     def end_http_chunk_receiving(self) -> None:
         self._payload.end_http_chunk_receiving()
 
     def feed_eof(self) -> None:
-        if self._decoder is not None:
-            rest = self._decoder.flush()
-            if rest:
-                self._payload.feed_data(rest)
-            if not self._decoder.eof:
-                raise HTTPBadRequest(text=f"request body ends inside its {self._encoding} stream")
-        self._payload.feed_eof()
+        self._ended = True
+        self._pump()
+
+    def _pump(self) -> None:
+        """Decompress what waits, while the body stream takes more; end it if all is done."""
+        payload, decoder = self._payload, self._decoder
+        if payload.exception() is not None:
+            return
+        try:
+            while not self._paused:
+                if decoder is not None and decoder.more:
+                    plain = decoder.decompress(b"", self.PIECE)
+                elif self._input:
+                    plain = decoder.decompress(self._input.popleft(), self.PIECE)
+                else:
+                    break
+                if plain:
+                    payload.feed_data(plain)   # may pause us
+            if self._ended and not self._paused and not self._input and not payload.is_eof():
+                if decoder is not None and not decoder.eof:
+                    raise ValueError("the body ends inside the compressed stream")
+                payload.feed_eof()
+        except Exception as error:   # zlib.error, brotli.error, ZstdError, ValueError
+            self._input.clear()
+            payload.set_exception(HTTPBadRequest(
+                text=f"request body is not valid {self._encoding}: {error}"))
 
 
 class WriteCoalescer:
@@ -477,12 +555,9 @@ class RequestHandler(BaseProtocol):
                 self._feed_body(event)
             elif kind is RawRequestMessage:
                 if event.chunked or event.content_length:
-                    payload = self._new_payload(event)
-                    self._body = payload
+                    self._body, payload = self._new_payload(event)
                     if event.chunked:   # readchunk() returns whole HTTP chunks
                         payload.begin_http_chunk_receiving()
-                    if event.compression is not None and self.auto_decompress:
-                        self._body = BodyDecompressor(payload, event.compression)
                 else:
                     payload = EMPTY_PAYLOAD
                 messages.append((event, payload))
@@ -525,7 +600,8 @@ class RequestHandler(BaseProtocol):
         if body is not None:
             getattr(body, "_payload", body).set_exception(error)
 
-    def _new_payload(self, message: RawRequestMessage) -> StreamReader:
+    def _new_payload(self, message: RawRequestMessage) -> tuple[Any, StreamReader]:
+        """(what the body's bytes are fed to, the stream the handler reads)."""
         on_first_read = None
         if message.expect_continue:
             def on_first_read() -> None:
@@ -533,8 +609,13 @@ class RequestHandler(BaseProtocol):
                 request = self._request
                 if request is not None and request._message is message:
                     request._payload_writer.write_interim("HTTP/1.1 100 Continue")
-        return StreamReader(self, self._read_bufsize, loop=self._loop,
-                            on_first_read=on_first_read)
+        if message.compression is not None and self.auto_decompress:
+            decompressor = BodyDecompressor(self, message.compression, self._read_bufsize,
+                                            on_first_read)
+            return decompressor, decompressor._payload
+        payload = StreamReader(self, self._read_bufsize, loop=self._loop,
+                               on_first_read=on_first_read)
+        return payload, payload
 
     # -- one timer, three watches --------------------------------------------------------
 

@@ -311,6 +311,31 @@ async def test_compressed_request_body_is_decoded(coding):
                 assert resp.status == 200 and await resp.read() == data
 
 
+
+@pytest.mark.parametrize("coding", ["gzip", "br", "zstd"])
+async def test_a_decompression_bomb_is_inflated_only_as_fast_as_the_handler_reads(coding):
+    # 32 MiB of zeros in a few KiB: decoded a piece at a time, never more than the body
+    # stream's flow-control window buffered, however little the client sent
+    size = 32 * 1024 * 1024
+    body = compressed(coding, bytes(size))
+    assert len(body) < size // 500
+    seen = {}
+
+    async def slow_reader(request):
+        total = 0
+        while chunk := await request.content.readany():
+            total += len(chunk)
+            await asyncio.sleep(0)
+        seen["peak"] = request.content.peak_buffered
+        return web.Response(text=str(total))
+
+    async with serve(slow_reader, read_bufsize=2**16) as (_server, port):
+        async with aiohttp.ClientSession(auto_decompress=False) as session:
+            async with session.post(f"http://127.0.0.1:{port}/", data=body,
+                                    headers={"Content-Encoding": coding}) as resp:
+                assert resp.status == 200 and await resp.text() == str(size)
+    assert seen["peak"] <= 4 * 2**16, seen   # the stream's high-water mark and one piece
+
 async def test_auto_decompress_false_hands_the_body_over_as_sent():
     body = gzip.compress(b"x" * 1000)
     async with serve(body_echo, auto_decompress=False) as (_server, port):
@@ -322,8 +347,8 @@ async def test_auto_decompress_false_hands_the_body_over_as_sent():
 
 @pytest.mark.parametrize("body, reason", [
     (b"not gzip at all", b"not valid gzip"),
-    (gzip.compress(b"x" * 1000)[:-12], b"ends inside its gzip stream"),
-    (gzip.compress(b"x" * 1000) + b"trailing", b"after the end of the gzip stream"),
+    (gzip.compress(b"x" * 1000)[:-12], b"ends inside the compressed stream"),
+    (gzip.compress(b"x" * 1000) + b"trailing", b"after the end of the compressed stream"),
 ])
 async def test_bad_compressed_body_is_a_400(body, reason):
     request = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
