@@ -49,6 +49,16 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[bytes, dict, byte
     return status_line, headers, body
 
 
+async def ask(port: int, data: bytes) -> tuple[bytes, dict, bytes]:
+    """Send one raw request on a new connection; read its response (see read_response)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        return await read_response(reader)
+    finally:
+        writer.close()
+
+
 async def hello(request):
     return web.Response(text="Hello, World!")
 
@@ -354,11 +364,8 @@ async def test_bad_compressed_body_is_a_400(body, reason):
     request = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
                b"Content-Length: %d\r\n\r\n%b" % (len(body), body))
     async with serve(body_echo) as (_server, port):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(request)
-        status, _headers, text = await read_response(reader)
+        status, _headers, text = await ask(port, request)
         assert status == b"HTTP/1.1 400 Bad Request" and reason in text
-        writer.close()
 
 
 async def test_a_coding_without_its_package_is_a_415_naming_what_would_do(monkeypatch):
@@ -368,14 +375,11 @@ async def test_a_coding_without_its_package_is_a_415_naming_what_would_do(monkey
     request = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Encoding: br\r\n"
                b"Content-Length: %d\r\n\r\n%b" % (len(body), body))
     async with serve(body_echo) as (_server, port):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(request)
-        status, headers, text = await read_response(reader)
-        assert status == b"HTTP/1.1 415 Unsupported Media Type"      # RFC 9110 §15.5.16
-        assert "br" not in headers["accept-encoding"].split(", ")
-        assert {"gzip", "deflate"} <= set(headers["accept-encoding"].split(", "))
-        assert b"'br'" in text
-        writer.close()
+        status, headers, text = await ask(port, request)
+    assert status == b"HTTP/1.1 415 Unsupported Media Type"      # RFC 9110 §15.5.16
+    assert "br" not in headers["accept-encoding"].split(", ")
+    assert {"gzip", "deflate"} <= set(headers["accept-encoding"].split(", "))
+    assert b"'br'" in text
 
 
 async def test_readchunk_returns_whole_http_chunks():
@@ -397,11 +401,9 @@ async def test_readchunk_returns_whole_http_chunks():
 
 async def test_readchunk_on_a_content_length_body_reports_no_chunk_ends():
     async with serve(body_echo) as (_server, port):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"POST /?chunks=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
-        status, _headers, text = await read_response(reader)
-        assert status == b"HTTP/1.1 200 OK" and text == b"hello~"
-        writer.close()
+        status, _headers, text = await ask(
+            port, b"POST /?chunks=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+    assert status == b"HTTP/1.1 200 OK" and text == b"hello~"
 
 
 async def test_an_unknown_expectation_is_a_417_and_the_handler_is_not_run():
