@@ -484,7 +484,8 @@ class HttpRequestParser:
 
     After a request that switches protocols (Upgrade, or CONNECT) the parser pauses: the
     bytes behind it are kept for `take_unprocessed()`, and `resume()` parses them as HTTP
-    again if the server declines the switch.
+    again if the server declines the switch. `feed_eof()` says whether the client's close
+    cut a request short.
     """
 
     def __init__(self, *, max_line_size: int = 8190, max_field_size: int = 8190,
@@ -522,6 +523,29 @@ class HttpRequestParser:
         self._state = _HEAD
         data = self.take_unprocessed()
         return self.feed(data) if data else []
+
+    def feed_eof(self) -> list:
+        """The client closed its sending side: `[error]` if it was in the middle of a
+        request (RFC 9112 §8: an incomplete message; the server may answer it before it
+        closes), else `[]`. The parser is dead after an error, as after any other."""
+        state = self._state
+        if state == _DEAD or state == _PAUSED:   # after a protocol switch: not HTTP
+            return []
+        if state == _HEAD:
+            if not self._buffer.strip(b"\r\n"):
+                return []                        # between requests: a clean end
+            error: HttpProcessingError = BadHttpMessage(
+                "the connection ended in the middle of a request head (RFC 9112 §8)")
+        elif state == _BODY:
+            error = ContentLengthError(f"the connection ended {self._remaining} bytes short "
+                                       "of the declared Content-Length (RFC 9112 §8)")
+        else:
+            error = TransferEncodingError("the connection ended inside a chunked body, "
+                                          "before its last chunk (RFC 9112 §8)")
+        self._state = _DEAD
+        self._error = error
+        self._buffer = bytearray()
+        return [error]
 
     def feed(self, data: bytes) -> list:
         """Parse `data` (any split of the stream) and return the events it completes."""

@@ -501,7 +501,14 @@ class RequestHandler(BaseProtocol):
         if self._upgraded is not None:
             self._upgraded.eof_received()
             return True
-        self._fail_body(ConnectionResetError("the client closed before the body ended"))
+        # RFC 9112 §8: an incomplete request may get an error response before the close.
+        # A body cut short fails its stream (the handler reading it gets a 400 to answer);
+        # a head cut short is answered in its turn, as a parse error is.
+        for error in self._parser.feed_eof():
+            if self._body is not None:
+                self._fail_body(error)
+            else:
+                self._dispatch([error])
         manager = self._manager
         if self._task is None and not self._messages or (
                 manager is not None and manager.handler_cancellation):
@@ -750,6 +757,14 @@ class RequestHandler(BaseProtocol):
                     response = await self._request_handler(request)
                 except asyncio.CancelledError:
                     raise
+                except ConnectionError as exc:
+                    if self.transport is None or self.transport.is_closing():
+                        # the client went away while it was being answered (the body
+                        # stream, or a write, said so): no one to answer, and no server
+                        # error to log (aiohttp: "Ignored premature client disconnection")
+                        self.logger.debug("client disconnected during its request: %r", exc)
+                        raise
+                    response = self._response_for_exception(request, exc)
                 except Exception as exc:   # an HTTPException, or a failure (stage 03)
                     response = self._response_for_exception(request, exc)
                 else:

@@ -412,6 +412,42 @@ def test_chunk_ends_are_reported_when_asked():
     assert END_OF_CHUNK not in events
 
 
+
+@pytest.mark.parametrize("sent, error, words", [
+    (b"GET / HTTP/1.1\r\nHost: x\r\n", BadHttpMessage, "middle of a request head"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\nPOS", BadHttpMessage, "middle of a request head"),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc", ContentLengthError,
+     "7 bytes short"),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+     TransferEncodingError, "inside a chunked body"),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n",
+     TransferEncodingError, "inside a chunked body"),
+])
+def test_feed_eof_in_the_middle_of_a_request_is_an_error(sent, error, words):
+    # RFC 9112 §8: an incomplete message; at any split of what was sent
+    for cut in range(len(sent) + 1):
+        parser = HttpRequestParser()
+        parser.feed(sent[:cut])
+        parser.feed(sent[cut:])
+        events = parser.feed_eof()
+        assert len(events) == 1 and isinstance(events[0], error) and words in str(events[0])
+        assert events[0].code == 400
+        with pytest.raises(error):
+            parser.feed(b"GET / HTTP/1.1\r\n\r\n")     # dead, as after any error
+
+
+@pytest.mark.parametrize("sent", [
+    b"",
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\r\n",            # an empty line between requests
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+    b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nxyz",
+])
+def test_feed_eof_between_requests_is_a_clean_end(sent):
+    parser = HttpRequestParser()
+    parser.feed(sent)
+    assert parser.feed_eof() == []
+
 def test_upgrade_pauses_and_hands_back_the_bytes_behind():
     parser = HttpRequestParser()
     frame = b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58"

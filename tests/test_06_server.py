@@ -633,6 +633,45 @@ async def test_half_closed_client_still_gets_its_response():
     assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"after half-close")
 
 
+
+@pytest.mark.parametrize("sent, status, words", [
+    # RFC 9112 §8: an incomplete request may be answered before the connection closes
+    (b"GET / HTTP/1.1\r\nHost: x\r\nAcc", b"400 Bad Request", b"middle of a request head"),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc", b"400 Bad Request",
+     b"7 bytes short of the declared Content-Length"),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+     b"400 Bad Request", b"inside a chunked body"),
+])
+async def test_a_request_cut_short_by_a_half_close_gets_a_400(sent, status, words, caplog):
+    async with serve(echo) as (_server, port):
+        data = await exchange(port, sent, half_close=True)
+    assert data.startswith(b"HTTP/1.1 " + status) and words in data
+    assert data.count(b"HTTP/1.1 ") == 1                       # one answer, not two
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]   # not a 500
+
+
+async def test_a_clean_half_close_between_requests_gets_nothing_more():
+    async with serve(echo) as (_server, port):
+        assert await exchange(port, b"", half_close=True) == b""
+        data = await exchange(port, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", half_close=True)
+    assert data.count(b"HTTP/1.1 ") == 1 and data.startswith(b"HTTP/1.1 200 OK")
+
+
+async def test_a_client_gone_mid_body_is_not_logged_as_a_server_error(caplog):
+    started = asyncio.Event()
+
+    async def reads(request):
+        started.set()
+        return web.Response(body=await request.read())
+
+    async with serve(reads) as (_server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nabc")
+        await asyncio.wait_for(started.wait(), LONG)
+        writer.transport.abort()        # a reset, not a half-close: no one left to answer
+        await asyncio.sleep(0.1)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
 async def test_handler_cancellation_true_cancels_when_client_goes_away():
     started, cancelled = asyncio.Event(), asyncio.Event()
 
