@@ -21,7 +21,8 @@ def _register(module: str, *names: str) -> None:
 
 
 _register("http_parser", "HttpRequestParser", "RawRequestMessage", "HttpVersion",
-          "HttpVersion10", "HttpVersion11", "EndOfMessage", "HttpProcessingError",
+          "HttpVersion10", "HttpVersion11", "EndOfMessage", "EndOfChunk", "END_OF_CHUNK",
+          "HttpProcessingError",
           "BadHttpMessage", "BadStatusLine", "InvalidHeader", "LineTooLong",
           "HeaderFieldsTooLarge", "TransferEncodingError", "ContentLengthError",
           "UnsupportedTransferCoding", "HttpVersionNotSupported")

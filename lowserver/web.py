@@ -11,7 +11,9 @@ import lowserver
 
 
 def __getattr__(name: str) -> Any:
-    return getattr(lowserver, name)
+    value = getattr(lowserver, name)
+    globals()[name] = value  # cache: `web.Response` in a handler is then a plain attribute read
+    return value
 
 
 def __dir__() -> list[str]:
