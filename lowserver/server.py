@@ -251,7 +251,8 @@ class BodyDecompressor:
     def feed_data(self, data: bytes) -> None:
         if self._decoder is None:
             self._decoder = body_decoder(self._encoding, data[0])  # HTTPException: a 415
-        self._input.append(data)
+        for start in range(0, len(data), self.PIECE):  # what a decoder keeps stays small
+            self._input.append(data[start:start + self.PIECE])
         self._pump()
 
     def end_http_chunk_receiving(self) -> None:
