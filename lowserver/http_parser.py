@@ -17,7 +17,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 __all__ = [
-    "HttpRequestParser", "RawRequestMessage", "EndOfMessage", "EndOfChunk", "HttpVersion",
+    "HttpRequestParser", "RawRequestMessage", "EndOfMessage", "EndOfChunk", "END_OF_CHUNK",
+    "HttpVersion",
     "HttpVersion10", "HttpVersion11", "HttpProcessingError", "BadHttpMessage",
     "BadStatusLine", "InvalidHeader", "LineTooLong", "HeaderFieldsTooLarge",
     "ContentLengthError", "TransferEncodingError", "UnsupportedTransferCoding",

@@ -1066,11 +1066,7 @@ class Response(StreamResponse):
         else:
             body = self._last_piece(body)
         await writer.write_eof(body)
-        # as StreamResponse._ended(), inlined: this runs once per request
-        self._eof_sent = True
-        self._req = None
-        self._body_length = writer.output_size
-        self._payload_writer = None
+        self._ended(writer)
 
     async def _write_stream(self, body: Any) -> None:
         try:

@@ -20,12 +20,21 @@ import json
 from collections import deque
 from dataclasses import dataclass
 from functools import partial
-from struct import Struct
 from typing import Any, Callable, Iterable
 
 from lowserver.exceptions import HTTPBadRequest, HTTPUpgradeRequired
 from lowserver.response import StreamResponse
-from lowserver.websocket_protocol import (
+from lowserver.websocket_protocol import (   # part 1's hot-path shorthands first
+    _BINARY,
+    _CLOSE,
+    _ERROR,
+    _PACK_LEN7,
+    _PACK_LEN16,
+    _PACK_LEN64,
+    _PING,
+    _PONG,
+    _TEXT,
+    _new,
     DEFAULT_MAX_MSG_SIZE,
     WS_CLOSE_NO_STATUS,
     WS_CLOSED_MESSAGE,
@@ -65,17 +74,7 @@ class WSMessageTypeError(TypeError):
     """`receive_str()`, `receive_bytes()` or `receive_json()` got another kind of message."""
 
 
-_TEXT = WSMsgType.TEXT
-_BINARY = WSMsgType.BINARY
-_PING = WSMsgType.PING
-_PONG = WSMsgType.PONG
-_CLOSE = WSMsgType.CLOSE
-_ERROR = WSMsgType.ERROR
-_new = tuple.__new__        # a WSMessage without NamedTuple.__new__'s argument handling
-_PACK_LEN7 = Struct("!BB").pack
-_PACK_LEN16 = Struct("!BBH").pack
-_PACK_LEN64 = Struct("!BBQ").pack
-_JOIN_UP_TO = 64 * 1024     # a header and a payload up to this size go out as one bytes
+_ONE_WRITE_UP_TO = 64 * 1024  # a header and a payload up to this size go out as one bytes
 BATCH_UP_TO = 16 * 1024     # a message up to this size is batched with others (see _write)
 COMPRESS_IN_THREAD_FROM = 64 * 1024   # messages this big are compressed in a thread
 
@@ -713,7 +712,7 @@ async def _send_message(self: WebSocketResponse, data: Any, opcode: int,
         else:
             self._flush()
             transport = self._transport
-            if size <= _JOIN_UP_TO:
+            if size <= _ONE_WRITE_UP_TO:
                 transport.write(header + data)
             else:                   # no copy of a big payload just to prepend 10 bytes
                 transport.write(header)

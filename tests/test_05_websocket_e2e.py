@@ -182,6 +182,18 @@ async def read_head(reader: asyncio.StreamReader) -> bytes:
     return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LONG)
 
 
+async def open_websocket(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw connection to /ws, past the handshake (its 101 read)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(HANDSHAKE)
+        await read_head(reader)
+    except BaseException:
+        writer.close()
+        raise
+    return reader, writer
+
+
 @pytest.mark.parametrize("replace, status, expect", [
     (b"Sec-WebSocket-Version: 13", 426, b"\r\nSec-WebSocket-Version: 13\r\n"),
     (b"Upgrade: websocket", 400, b"the Upgrade header must contain 'websocket'"),
@@ -268,10 +280,8 @@ PROTOCOL_ERRORS = [
 async def test_protocol_error_close_codes(name, data, code):
     results = []
     async with serve(echo_handler(results)) as (_, port):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await open_websocket(port)
         try:
-            writer.write(HANDSHAKE)
-            await read_head(reader)
             writer.write(client_frame(b"fine") + data)
             await writer.drain()
             assert await read_frame(reader) == (0x82, b"fine")
@@ -292,10 +302,8 @@ async def test_protocol_error_close_codes(name, data, code):
 async def test_peer_close_is_answered_and_echoed():
     results = []
     async with serve(echo_handler(results)) as (_, port):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await open_websocket(port)
         try:
-            writer.write(HANDSHAKE)
-            await read_head(reader)
             writer.write(client_frame(b"last") + client_frame(b"\x0f\xa0bye", 0x8))
             assert await read_frame(reader) == (0x82, b"last")  # answered before the Close
             assert await read_frame(reader) == (0x88, b"\x0f\xa0")
@@ -309,9 +317,7 @@ async def test_peer_close_is_answered_and_echoed():
 async def test_dropped_connection_is_1006():
     results = []
     async with serve(echo_handler(results)) as (_, port):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(HANDSHAKE)
-        await read_head(reader)
+        reader, writer = await open_websocket(port)
         writer.close()                                        # no Close frame
         await _settle(results)
     assert results[0][1] == 1006
@@ -322,10 +328,8 @@ async def test_dropped_connection_is_1006():
 async def test_heartbeat_without_answer_drops_the_connection():
     results = []
     async with serve(echo_handler(results, heartbeat=0.05)) as (_, port):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await open_websocket(port)
         try:
-            writer.write(HANDSHAKE)
-            await read_head(reader)
             assert await read_frame(reader) == (0x89, b"")          # a ping we ignore
             assert await asyncio.wait_for(reader.read(), LONG) == b""  # no Close: dropped
         finally:
