@@ -143,18 +143,26 @@ def accept_key(key: str) -> str:
     ### END SOLUTION
 
 
+def _ascii_lower(text: str) -> str:
+    """`text` with its ASCII letters lowered, and nothing else (RFC 9110 §5.6.2: tokens are
+    ASCII). `str.lower()` alone folds Unicode too: U+212A KELVIN SIGN would become "k"."""
+    return text.lower() if text.isascii() else text
+
+
 def _field_values(headers: Mapping[str, str], name: str) -> list[str]:
     """Every value of a header field: all its lines, from a multidict or a plain mapping."""
     getall = getattr(headers, "getall", None)
     if getall is not None:
         return list(getall(name, ()))
-    lowered = name.lower()
-    return [value for key, value in headers.items() if key.lower() == lowered]
+    lowered = name.lower()                  # our names are ASCII
+    return [value for key, value in headers.items() if _ascii_lower(key) == lowered]
 
 
 def _tokens(values: Iterable[str]) -> list[str]:
-    """The elements of comma-separated list fields, trimmed (RFC 9110 §5.6.1)."""
-    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+    """The elements of comma-separated list fields, trimmed of spaces and tabs (RFC 9110
+    §5.6.1, §5.6.3)."""
+    return [token for value in values for item in value.split(",")
+            if (token := item.strip(" \t"))]
 
 
 def _show(values: list[str]) -> str:
@@ -175,15 +183,15 @@ def server_handshake(method: str, version: tuple[int, int], headers: Mapping[str
         raise WSHandshakeError(400, "a WebSocket handshake needs HTTP/1.1 or later, got "
                                     f"HTTP/{version[0]}.{version[1]} (RFC 6455 §4.1)")
     upgrade = _field_values(headers, "Upgrade")                  # RFC 6455 §4.2.1 item 3
-    if "websocket" not in (token.lower() for token in _tokens(upgrade)):
+    if "websocket" not in (_ascii_lower(token) for token in _tokens(upgrade)):
         raise WSHandshakeError(400, "the Upgrade header must contain 'websocket' "
                                     f"(got {_show(upgrade)}; RFC 6455 §4.2.1)")
     connection = _field_values(headers, "Connection")            # RFC 6455 §4.2.1 item 4
-    if "upgrade" not in (token.lower() for token in _tokens(connection)):
+    if "upgrade" not in (_ascii_lower(token) for token in _tokens(connection)):
         raise WSHandshakeError(400, "the Connection header must contain 'upgrade' "
                                     f"(got {_show(connection)}; RFC 6455 §4.2.1)")
     versions = _field_values(headers, "Sec-WebSocket-Version")   # RFC 6455 §4.2.1 item 6
-    if [value.strip() for value in versions] != ["13"]:
+    if [value.strip(" \t") for value in versions] != ["13"]:
         raise WSHandshakeError(
             426, f"unsupported Sec-WebSocket-Version {_show(versions)}: this server speaks "
                  "version 13 (RFC 6455 §4.2.2, §4.4)", {"Sec-WebSocket-Version": "13"})
@@ -191,7 +199,7 @@ def server_handshake(method: str, version: tuple[int, int], headers: Mapping[str
     if len(keys) != 1:
         raise WSHandshakeError(400, "a WebSocket handshake needs exactly one "
                                     f"Sec-WebSocket-Key (got {_show(keys)}; RFC 6455 §11.3.1)")
-    key = keys[0].strip()
+    key = keys[0].strip(" \t")
     try:
         nonce = base64.b64decode(key.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError):
