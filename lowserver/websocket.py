@@ -174,6 +174,7 @@ class WebSocketResponse(StreamResponse):
         self._close_received = False
         self._reading_done = False     # input is ignored (after a Close, an error, the end)
         self._transport_closed = False
+        self._peer_eof = False         # the peer's FIN came: it can send nothing more
         self._close_code: int | None = None
         self._exception: BaseException | None = None
         self._failure: WebSocketError | None = None  # a protocol error not yet acted on
@@ -202,8 +203,15 @@ class WebSocketResponse(StreamResponse):
 
     @property
     def close_code(self) -> int | None:
-        """The code of the first Close frame sent or received (1005: it carried none); 1006
-        when the connection ended without one (RFC 6455 §7.1.5); None while open."""
+        """The connection's close code (RFC 6455 §7.1.5), None while it is open:
+
+        - the peer closed first: the code of its Close frame (1005 if it carried none);
+        - `close()` sent a Close: its code while waiting and once the peer's Close came
+          back; 1006 if none came back (the timeout passed, or the connection ended first);
+        - the server failed the connection because the peer broke a rule (§7.1.7): the
+          code it sent, 1002, 1007, 1009... (aiohttp reports 1006);
+        - the connection ended without any Close frame: 1006.
+        """
         return self._close_code
 
     @property
@@ -418,7 +426,8 @@ def _answer_close(self: WebSocketResponse, code: int) -> None:
 
 
 def _fail(self: WebSocketResponse, error: WebSocketError) -> None:
-    """Fail the connection (RFC 6455 §7.1.7): a Close frame with the error's code."""
+    """Fail the connection (RFC 6455 §7.1.7): a Close frame with the error's code, then
+    the end of the connection, without waiting for the peer's Close (`_hang_up`)."""
     self._failure = None
     self._reading_done = True
     self._closed = True
@@ -429,16 +438,13 @@ def _fail(self: WebSocketResponse, error: WebSocketError) -> None:
     waiter = self._peer_close       # a close() waiting for the peer's Close: none will come
     if waiter is not None and not waiter.done():
         waiter.set_result(None)
-    if not self._transport_closed and self._linger is None:
-        # Let the peer read our Close and hang up (closing now, with its bytes still
-        # arriving, would reset the connection and could destroy our Close frame in
-        # transit); but not for longer than `timeout`.
-        self._linger = self._loop.call_later(self._timeout, self._close_transport)
+    self._hang_up()
     self._wake()
 
 
 def _eof_received(self: WebSocketResponse) -> None:
     """The peer will send nothing more (TCP FIN)."""
+    self._peer_eof = True
     self._reading_done = True
     if (self._close_received and not self._close_sent) or self._failure is not None:
         # Its Close frame (or what broke the rules) waits in the queue for receive(), which
@@ -525,6 +531,28 @@ def _stop_heartbeat(self: WebSocketResponse) -> None:
 
 for _function in (_send_close_frame, _close_transport, _stop_heartbeat):
     setattr(WebSocketResponse, _function.__name__, _function)
+
+
+def _hang_up(self: WebSocketResponse) -> None:
+    """End a failed connection without waiting for the peer's Close (RFC 6455 §7.1.7): our
+    FIN now, behind the Close frame; the peer's bytes read and dropped (§7.1.1) until its
+    FIN, `timeout` seconds at most; then the socket is closed."""
+    if self._transport_closed:
+        return
+    transport = self._transport
+    if self._peer_eof or not transport.can_write_eof():   # nothing more can come; or TLS
+        self._close_transport()
+        return
+    self._flush()
+    transport.write_eof()                                 # TCP FIN, after our Close frame
+    if self._read_paused:                                 # its FIN must get through
+        self._read_paused = False
+        self._protocol.resume_reading()
+    if self._linger is None:
+        self._linger = self._loop.call_later(self._timeout, self._close_transport)
+
+
+WebSocketResponse._hang_up = _hang_up              # type: ignore[attr-defined]
 
 
 _PING_FRAME = build_frame(b"", _PING)
@@ -887,6 +915,7 @@ async def _close(self: WebSocketResponse, code: int, message: bytes | str, drain
             await self._protocol._drain_helper()
     except ConnectionError as error:
         self._exception = error
+        self._close_code = WSCloseCode.ABNORMAL_CLOSURE    # no Close can come back now
         self._close_transport()
         return True
     if not self._reading_done:                    # wait for the peer's Close (§7.1.2)
@@ -902,6 +931,8 @@ async def _close(self: WebSocketResponse, code: int, message: bytes | str, drain
             raise
         finally:
             self._peer_close = None
+            if not self._close_received:          # no Close came back (RFC 6455 §7.1.5)
+                self._close_code = WSCloseCode.ABNORMAL_CLOSURE
     self._close_transport()                       # the server closes first (§7.1.1)
     return True
 

@@ -22,9 +22,17 @@ import pytest
 
 from loopback import serve
 from lowserver import web
-from lowserver.websocket_protocol import WSHandshakeError, WSMsgType, server_handshake
+from lowserver.websocket_protocol import (
+    WSHandshakeError,
+    WSMsgType,
+    apply_mask,
+    frame_header,
+    server_handshake,
+)
 
 LONG = 10.0           # upper bound for anything that should take (much) less
+SOON = 1.0            # "at once", generously: what the old behaviour took 10 s to do
+MASK = b"\x37\xfa\x21\x3d"
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 GOOD = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
         "Sec-WebSocket-Key": KEY}
@@ -116,3 +124,167 @@ def test_header_names_of_a_plain_mapping_fold_ascii_only():
         server_handshake("GET", (1, 1), fields)
     fields = {name.upper(): value for name, value in GOOD.items()}
     assert server_handshake("GET", (1, 1), fields).headers["Upgrade"] == "websocket"
+
+
+# --- frames over a raw socket -----------------------------------------------------------------
+
+def client_frame(data: bytes, opcode: int = WSMsgType.BINARY, *, fin: bool = True,
+                 rsv1: bool = False) -> bytes:
+    return frame_header(len(data), opcode, fin=fin, rsv1=rsv1, mask=MASK) + apply_mask(MASK, data)
+
+
+def close_frame(code: int, reason: bytes = b"") -> bytes:
+    return client_frame(code.to_bytes(2, "big") + reason, WSMsgType.CLOSE)
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One server frame: (first byte, payload). Server frames are never masked."""
+    first, second = await asyncio.wait_for(reader.readexactly(2), LONG)
+    assert not second & 0x80, "a server frame must not be masked (RFC 6455 §5.1)"
+    length = second & 0x7F
+    if length == 126:
+        length = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), LONG), "big")
+    elif length == 127:
+        length = int.from_bytes(await asyncio.wait_for(reader.readexactly(8), LONG), "big")
+    return first, await asyncio.wait_for(reader.readexactly(length), LONG)
+
+
+async def open_websocket(port: int, request: bytes | None = None
+                         ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """A raw connection to /ws, past the handshake: (reader, writer, the 101's head)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request or handshake())
+        head = await read_head(reader)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+    except BaseException:
+        writer.close()
+        raise
+    return reader, writer, head
+
+
+def closing_handler(results: list, code: int = 4000, **options):
+    """The server begins the closing handshake at once, and records how it ended."""
+    async def handler(request):
+        ws = web.WebSocketResponse(**options)
+        await ws.prepare(request)
+        closed = await ws.close(code=code, message=b"bye")
+        results.append((closed, ws.close_code, ws.exception()))
+        return ws
+    return handler
+
+
+# --- 9. close_code after an unanswered Close ----------------------------------------------------
+
+async def test_close_unanswered_within_the_timeout_is_1006():
+    results = []
+    async with serve(closing_handler(results, timeout=0.2)) as (_, port):
+        reader, writer, _ = await open_websocket(port)
+        try:
+            assert await read_frame(reader) == (0x88, b"\x0f\xa0bye")
+            # we never answer: after its timeout, the server closes anyway
+            assert await asyncio.wait_for(reader.read(), LONG) == b""
+        finally:
+            writer.close()
+        await settle(results)
+    closed, close_code, exception = results[0]
+    assert closed is True
+    assert close_code == 1006                                # RFC 6455 §7.1.5, not 4000
+    assert isinstance(exception, asyncio.TimeoutError)
+
+
+async def test_close_unanswered_before_the_peer_hangs_up_is_1006():
+    results = []
+    async with serve(closing_handler(results, timeout=LONG)) as (_, port):
+        reader, writer, _ = await open_websocket(port)
+        try:
+            assert await read_frame(reader) == (0x88, b"\x0f\xa0bye")
+            writer.write_eof()                               # a FIN, no Close frame
+            assert await asyncio.wait_for(reader.read(), LONG) == b""
+        finally:
+            writer.close()
+        await settle(results)
+    assert results[0][:2] == (True, 1006)
+
+
+async def test_close_answered_keeps_its_code():
+    results = []
+    async with serve(closing_handler(results, timeout=LONG)) as (_, port):
+        reader, writer, _ = await open_websocket(port)
+        try:
+            assert await read_frame(reader) == (0x88, b"\x0f\xa0bye")
+            writer.write(close_frame(4000))
+            assert await asyncio.wait_for(reader.read(), LONG) == b""
+        finally:
+            writer.close()
+        await settle(results)
+    assert results[0] == (True, 4000, None)
+
+
+# --- 12. failing the connection ends it -------------------------------------------------------
+
+FAILURES = [
+    ("unmasked frame", frame_header(2, 0x2) + b"hi", 1002),
+    ("reserved opcode", client_frame(b"x", 0x3), 1002),
+    ("bad UTF-8", client_frame(b"\xce\xbaxyz\xed\xa0\x80", 0x1), 1007),
+    ("too big", client_frame(bytes(17)), 1009),
+    ("close code 1006 in a frame", close_frame(1006), 1002),
+]
+
+
+@pytest.mark.parametrize("name, data, code", FAILURES, ids=[case[0] for case in FAILURES])
+async def test_failing_the_connection_ends_it_at_once(name, data, code):
+    """RFC 6455 §7.1.7: after our Close frame, the end of the connection, with no wait for
+    the peer's Close (the server's `timeout`, 10 s, is not waited for either)."""
+    results = []
+    async with serve(echo_handler(results, max_msg_size=16)) as (_, port):
+        reader, writer, _ = await open_websocket(port)
+        try:
+            writer.write(client_frame(b"fine") + data)
+            assert await read_frame(reader) == (0x82, b"fine")
+            first, body = await read_frame(reader)
+            assert first == 0x88 and int.from_bytes(body[:2], "big") == code
+            # nothing sent: no Close, no FIN; the server's side ends anyway
+            assert await asyncio.wait_for(reader.read(), SOON) == b""
+        finally:
+            writer.close()                                   # and when we hang up...
+        await asyncio.wait_for(settle(results), SOON)        # ...the handler is done
+    seen, close_code, exception = results[0]
+    assert seen == [WSMsgType.BINARY, WSMsgType.ERROR]
+    assert close_code == code and exception.code == code     # the code sent (aiohttp: 1006)
+
+
+async def test_failing_while_the_peer_keeps_sending_still_delivers_the_close():
+    """The peer's bytes keep coming after the error: they are read and dropped, so that our
+    Close frame and the end of the stream reach the peer, not a TCP reset."""
+    results = []
+    async with serve(echo_handler(results)) as (_, port):
+        reader, writer, _ = await open_websocket(port)
+        try:
+            writer.write(client_frame(b"x", 0x3) + client_frame(bytes(1 << 20)) * 4)
+            drained = asyncio.ensure_future(writer.drain())
+            first, body = await read_frame(reader)
+            assert first == 0x88 and body[:2] == (1002).to_bytes(2, "big")
+            assert await asyncio.wait_for(reader.read(), SOON) == b""
+            await asyncio.wait_for(drained, LONG)            # all 4 MiB taken: no reset
+        finally:
+            writer.close()
+        await settle(results)
+    assert results[0][1] == 1002
+
+
+async def test_a_normal_closing_handshake_still_waits_for_the_peer():
+    results = []
+    async with serve(closing_handler(results, code=1000, timeout=LONG)) as (_, port):
+        reader, writer, _ = await open_websocket(port)
+        try:
+            assert await read_frame(reader) == (0x88, b"\x03\xe8bye")
+            with pytest.raises(asyncio.TimeoutError):        # the server waits for our Close
+                await asyncio.wait_for(reader.read(1), 0.3)
+            assert not results
+            writer.write(close_frame(1000))
+            assert await asyncio.wait_for(reader.read(), LONG) == b""   # then closes first
+        finally:
+            writer.close()
+        await settle(results)
+    assert results[0] == (True, 1000, None)

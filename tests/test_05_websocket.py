@@ -631,7 +631,7 @@ async def test_server_close_times_out():
     assert await ws.close() is True
     assert await client.output() == b"\x88\x02\x03\xe8"
     assert client.transport.closed
-    assert ws.close_code == 1000
+    assert ws.close_code == 1006                 # no Close came back (RFC 6455 §7.1.5)
     assert isinstance(ws.exception(), asyncio.TimeoutError)
 
 
@@ -641,7 +641,7 @@ async def test_close_while_peer_drops():
     await asyncio.sleep(0)
     client.protocol.receiver.eof_received()                # a FIN, no Close frame
     assert await closing is True
-    assert client.transport.closed and ws.close_code == 1000
+    assert client.transport.closed and ws.close_code == 1006   # RFC 6455 §7.1.5
 
 
 @pytest.mark.parametrize("code", [1005, 1006, 1015, 999, 1004, 2999, 5000])
@@ -742,7 +742,8 @@ async def test_protocol_errors_fail_the_connection(name, data, code, message):
     assert ws.closed and ws.close_code == code              # aiohttp would say 1006
     assert (await ws.receive()).type is CLOSED
     client.send(b"ignored")                                 # input is ignored from now on
-    assert not client.transport.closed                      # the peer may still read our Close
+    assert client.transport.eof_written                     # our FIN: the peer sees the end
+    assert not client.transport.closed                      # the socket waits for its FIN
     client.protocol.receiver.eof_received()                 # it hangs up: we close
     assert client.transport.closed
     assert ws.close_code == code
@@ -971,7 +972,8 @@ async def test_shutdown_closes_with_1001():
 async def test_shutdown_waits_at_most_its_timeout():
     client, ws = await open_ws()
     await asyncio.wait_for(client.protocol.receiver.shutdown(0.01), 1)
-    assert client.transport.closed and ws.close_code == 1001
+    assert await client.output() == b"\x88\x02\x03\xe9"           # 1001 went out...
+    assert client.transport.closed and ws.close_code == 1006   # ...and none came back
 
 
 async def test_close_then_half_close_is_still_answered():
@@ -996,7 +998,8 @@ async def test_error_then_half_close_is_still_answered():
     (first, payload), = server_frames(await client.output())
     assert first == 0x88 and payload[:2] == b"\x03\xea"
     assert ws.close_code == 1002
-    assert await ws.close() is False                        # the linger: `timeout` at most
+    assert client.transport.closed                          # its FIN came: no linger
+    assert await ws.close() is False
 
 
 async def test_a_ping_behind_the_head_is_answered_after_the_101():
