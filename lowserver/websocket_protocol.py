@@ -883,7 +883,8 @@ class PerMessageDeflate:
 
     `compress(data)` returns a message's compressed payload (send it with RSV1 set on the
     first frame). `decompress(payload, max_size)` reverses it: WebSocketError 1009 when the
-    output would pass `max_size` bytes, 1007 for invalid data.
+    output would pass `max_size` bytes, 1007 for invalid data, 1008 for more ends of DEFLATE
+    streams in one piece than `_after_final_block` accepts.
     """
 
     def __init__(self, params: DeflateParams = DeflateParams(), *,
@@ -893,6 +894,7 @@ class PerMessageDeflate:
         self._wbits = -(params.server_max_window_bits or 15)   # negative: raw DEFLATE
         self._compressor: Any = None
         self._decompressor: Any = None
+        self._window: bytearray | None = None   # the output's tail, once a final block came
 
     def compress(self, data: bytes | bytearray | memoryview) -> bytes:
         """Compress one message's payload (RFC 7692 §7.2.1)."""
@@ -911,37 +913,76 @@ class PerMessageDeflate:
                    *, final: bool = True) -> bytes:
         """Decompress a message's payload, or one piece of it (`final=False` for every
         piece but the last). Raises WebSocketError 1009 past `max_size` output bytes, 1007
-        for invalid data."""
+        for invalid data, 1008 for too many final blocks (`_after_final_block`)."""
         if final:
             data = bytes(data) + _DEFLATE_TAIL                   # RFC 7692 §7.2.2
-        out = b""
-        for _ in range(2):
-            decompressor = self._decompressor
-            if decompressor is None:
-                # 15 bits read any window the client chose (RFC 7692 §7.1.2.2)
-                decompressor = self._decompressor = zlib.decompressobj(-15)
-            try:
-                if max_size is None:
-                    out += decompressor.decompress(data)
-                else:
-                    # one byte more than allowed: if it comes, the message is too big
-                    out += decompressor.decompress(data, max_size - len(out) + 1)
-            except zlib.error as exc:
-                raise WebSocketError(_INVALID_TEXT, f"invalid compressed data: {exc}") from None
-            if max_size is not None and len(out) > max_size:
-                raise WebSocketError(_TOO_BIG, "a compressed message inflates past "
-                                     f"max_msg_size ({max_size} more bytes were allowed)")
-            if not decompressor.eof:
-                break
-            # a block with BFINAL set ended the sender's DEFLATE stream (RFC 7692 §7.2.3.4):
-            # whatever follows starts a new one
-            self._decompressor = None
-            data = decompressor.unused_data
-            if not data:
-                break
-        else:
-            raise WebSocketError(_INVALID_TEXT, "invalid compressed data: more than one end "
-                                 "of a DEFLATE stream in one piece of a message")
+        decompressor = self._decompressor
+        if decompressor is None:
+            # 15 bits read any window the client chose (RFC 7692 §7.1.2.2)
+            decompressor = self._decompressor = zlib.decompressobj(-15)
+        try:
+            if max_size is None:
+                out = decompressor.decompress(data)
+            else:
+                # one byte more than allowed: if it comes, the message is too big
+                out = decompressor.decompress(data, max_size + 1)
+        except zlib.error as exc:
+            raise WebSocketError(_INVALID_TEXT, f"invalid compressed data: {exc}") from None
+        if max_size is not None and len(out) > max_size:
+            raise WebSocketError(_TOO_BIG, "a compressed message inflates past "
+                                 f"max_msg_size ({max_size} more bytes were allowed)")
+        if decompressor.eof or self._window is not None:     # a final block: see below
+            out = self._after_final_block(decompressor, data, out, max_size)
         if final and self.params.client_no_context_takeover:
             self._decompressor = None       # the client starts afresh: free the window now
+            if self._window:
+                self._window.clear()
         return out
+
+
+_WINDOW = 32 * 1024     # RFC 1951 §3.2.5: a back-reference reaches at most 32 KiB back
+_ENDS_PER_PIECE = 4     # DEFLATE streams that may end in one piece, plus one per 256 bytes
+
+
+def _after_final_block(self: PerMessageDeflate, decompressor: Any, data: bytes, out: bytes,
+                       max_size: int | None) -> bytes:
+    """The rest of `decompress()` once the client ended a DEFLATE stream with a final block
+    (BFINAL, RFC 7692 §7.2.3.4): what follows is a new stream that may refer back to all
+    the output before it (§7.2.2), so it starts with the output's last 32 KiB as its
+    dictionary; from the first final block on, they are kept."""
+    window = self._window
+    if window is None:                  # the first final block: see the notebook
+        window = self._window = bytearray()
+    pieces = [out]
+    produced = len(out)
+    allowed = _ENDS_PER_PIECE + (len(data) >> 8)
+    while True:
+        window += out[-_WINDOW:]
+        if len(window) > 2 * _WINDOW:
+            del window[:-_WINDOW]
+        if not decompressor.eof:
+            break
+        allowed -= 1
+        if allowed < 0:
+            raise WebSocketError(WSCloseCode.POLICY_VIOLATION, "too many DEFLATE streams "
+                                 f"end in one piece of a message ({len(data)} bytes): "
+                                 "this server accepts 4, plus one per 256 bytes")
+        rest = decompressor.unused_data
+        decompressor = self._decompressor = zlib.decompressobj(
+            -15, zdict=bytes(window[-_WINDOW:]))
+        if not rest:
+            break
+        try:
+            out = decompressor.decompress(
+                rest, 0 if max_size is None else max_size - produced + 1)
+        except zlib.error as exc:
+            raise WebSocketError(_INVALID_TEXT, f"invalid compressed data: {exc}") from None
+        produced += len(out)
+        if max_size is not None and produced > max_size:
+            raise WebSocketError(_TOO_BIG, "a compressed message inflates past "
+                                 f"max_msg_size ({max_size} more bytes were allowed)")
+        pieces.append(out)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+PerMessageDeflate._after_final_block = _after_final_block    # type: ignore[attr-defined]

@@ -17,16 +17,23 @@ Every server binds port 0 on 127.0.0.1 and every wait is bounded.
 from __future__ import annotations
 
 import asyncio
+import random
+import zlib
 
 import pytest
 
 from loopback import serve
 from lowserver import web
 from lowserver.websocket_protocol import (
+    FrameWriter,
+    PerMessageDeflate,
+    WebSocketParser,
     WSHandshakeError,
     WSMsgType,
     apply_mask,
+    build_frame,
     frame_header,
+    negotiate_permessage_deflate,
     server_handshake,
 )
 
@@ -288,3 +295,148 @@ async def test_a_normal_closing_handshake_still_waits_for_the_peer():
             writer.close()
         await settle(results)
     assert results[0] == (True, 1000, None)
+
+
+# --- 11. permessage-deflate streams with final blocks -----------------------------------------
+
+WINDOW = 32 * 1024
+TAIL = b"\x00\x00\xff\xff"
+DEFLATE = handshake(extra="Sec-WebSocket-Extensions: permessage-deflate\r\n")
+
+
+def final_blocks(parts: list[bytes], window: bytes) -> tuple[bytes, bytes]:
+    """A client's compressed payload: each part a DEFLATE stream of its own, started with the
+    window so far as its dictionary (so it refers back to earlier parts and messages) and
+    ended by a final block (Z_FINISH); then RFC 7692 §7.2.1: an empty stored block appended
+    (00 00 00 ff ff), its last 4 bytes removed. Returns (payload, the window after it)."""
+    payload = b""
+    for part in parts:
+        compressor = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=window)
+        payload += compressor.compress(part) + compressor.flush(zlib.Z_FINISH)
+        window = (window + part)[-WINDOW:]
+    return payload + b"\x00\x00\x00\xff\xff"[:-4], window
+
+
+class DeflateClient:
+    """A raw-socket client with permessage-deflate: it sends hand-built frames (RSV1 set,
+    masked) and reads the server's compressed echoes with a zlib decompressor of its own."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.window = b""
+        self.inflate = zlib.decompressobj(-15)
+
+    def send(self, parts: list[bytes], opcode: int = WSMsgType.BINARY) -> bytes:
+        payload, self.window = final_blocks(parts, self.window)
+        self.writer.write(client_frame(payload, opcode, rsv1=True))
+        return payload
+
+    async def receive(self) -> tuple[int, bytes]:
+        first, body = await read_frame(self.reader)
+        if first & 0x40:                                     # RSV1: compressed (RFC 7692 §6)
+            body = self.inflate.decompress(body + TAIL)
+        return first & ~0x40, body
+
+
+async def open_deflate(port: int) -> DeflateClient:
+    reader, writer, head = await open_websocket(port, DEFLATE)
+    assert b"\r\nSec-WebSocket-Extensions: permessage-deflate\r\n" in head
+    return DeflateClient(reader, writer)
+
+
+def rotations(seed: int, size: int, count: int) -> list[bytes]:
+    """`count` messages, each the same random bytes rotated: each refers back to the last."""
+    base = random.Random(seed).randbytes(size)
+    step = size // count
+    return [base[k * step:] + base[:k * step] for k in range(count)]
+
+
+async def test_messages_ending_in_final_blocks_refer_back_across_them():
+    """RFC 7692 §7.2.2: the window outlives the final block that ends each message."""
+    async with serve(echo_handler()) as (_, port):
+        client = await open_deflate(port)
+        try:
+            messages = rotations(7692, 12 * 1024, 6)        # 72 KiB: past one 32 KiB window
+            for number, data in enumerate(messages):
+                payload = client.send([data])
+                if number:                                  # back-references, not the bytes
+                    assert len(payload) < len(data) // 8
+                assert await client.receive() == (0x82, data), number
+            for text in ("Hello, world", "Hello, world, Hello, world"):
+                client.send([text.encode()], WSMsgType.TEXT)
+                assert await client.receive() == (0x81, text.encode())
+        finally:
+            client.writer.close()
+
+
+async def test_several_final_blocks_in_one_message():
+    async with serve(echo_handler()) as (_, port):
+        client = await open_deflate(port)
+        try:
+            a, b, c = rotations(7693, 6 * 1024, 3)
+            parts = [a, b[:3000], a + c]                    # later streams repeat earlier ones
+            client.send(parts)
+            assert await client.receive() == (0x82, b"".join(parts))
+            client.send([b"".join(parts)])                  # and the next message refers back
+            assert await client.receive() == (0x82, b"".join(parts))
+            client.send([b"one ", b"two ", b"one two"], WSMsgType.TEXT)
+            assert await client.receive() == (0x81, b"one two one two")
+        finally:
+            client.writer.close()
+
+
+async def test_a_bomb_made_of_final_blocks_is_still_1009():
+    results = []
+    async with serve(echo_handler(results, max_msg_size=1 << 20)) as (_, port):
+        client = await open_deflate(port)
+        try:
+            payload = client.send([bytes(512 * 1024)] * 3)   # 1.5 MiB from ~1.5 KB
+            assert len(payload) < 4096
+            first, body = await read_frame(client.reader)
+            assert first == 0x88 and body[:2] == (1009).to_bytes(2, "big")
+            assert await asyncio.wait_for(client.reader.read(), SOON) == b""
+        finally:
+            client.writer.close()
+        await settle(results)
+    assert results[0][1] == 1009
+
+
+async def test_too_many_final_blocks_in_one_piece_is_1008():
+    """An empty final block is two bytes (03 00) and costs a new decompressor: bounded."""
+    async with serve(echo_handler()) as (_, port):
+        client = await open_deflate(port)
+        try:
+            client.writer.write(client_frame(b"\x03\x00" * 1000 + b"\x00", rsv1=True))
+            first, body = await read_frame(client.reader)
+            assert first == 0x88 and body[:2] == (1008).to_bytes(2, "big")
+            assert b"too many DEFLATE streams" in body
+        finally:
+            client.writer.close()
+
+
+def test_history_from_before_the_first_final_block_is_never_misread():
+    """The window is kept from the first final block on (the common path keeps none): a
+    reference from a later message to data before the message that carried that first final
+    block is either read right, or refused with 1007; never decoded wrong."""
+    a = random.Random(7694).randbytes(4000)
+    writer = FrameWriter(deflate=PerMessageDeflate(), mask=True)
+    server = WebSocketParser(deflate=PerMessageDeflate())
+    assert server.feed(b"".join(writer.message(a))) == [(WSMsgType.BINARY, a, "")]  # sync flush
+    payload, window = final_blocks([b"then a final block"], a)
+    assert server.feed(build_frame(payload, 0x2, rsv1=True, mask=MASK)) == [
+        (WSMsgType.BINARY, b"then a final block", "")]
+    payload, _ = final_blocks([a], window)                   # refers back to `a`
+    last, = server.feed(build_frame(payload, 0x2, rsv1=True, mask=MASK))
+    assert last == (WSMsgType.BINARY, a, "") or (
+        last.type is WSMsgType.ERROR and last.data.code == 1007), last
+
+
+def test_no_context_takeover_with_final_blocks():
+    """client_no_context_takeover: each message stands alone, final blocks or not."""
+    deflate = PerMessageDeflate(negotiate_permessage_deflate(
+        "permessage-deflate; client_no_context_takeover"))
+    server = WebSocketParser(deflate=deflate)
+    for parts in ([b"abc", b"abcabc"], [b"xyz"], [b"abc" * 100]):
+        payload, _ = final_blocks(parts, b"")               # no window across messages
+        assert server.feed(build_frame(payload, 0x2, rsv1=True, mask=MASK)) == [
+            (WSMsgType.BINARY, b"".join(parts), "")]
