@@ -39,6 +39,10 @@ from lowserver.websocket_protocol import (
 TEXT, BINARY, PING, PONG = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.PING, WSMsgType.PONG
 CLOSE, CLOSING, CLOSED, ERROR = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED,
                                  WSMsgType.ERROR)
+# The client's FrameWriter(mask=True) draws its masking keys from os.urandom: seeded here
+# (conftest.py), so every run sends the same bytes.
+pytestmark = pytest.mark.usefixtures("seeded_urandom")
+
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 MASK = b"\x37\xfa\x21\x3d"
 HANDSHAKE = {"Host": "example.com", "Upgrade": "websocket", "Connection": "Upgrade",

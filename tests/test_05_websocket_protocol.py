@@ -4,7 +4,6 @@ The opening handshake (RFC 6455 §4.2), the frame parser (every protocol error w
 code to send, fragmentation, UTF-8, limits, split invariance, fuzzing), masking, the frame
 writer, and permessage-deflate (RFC 7692: negotiation, compression, bombs).
 """
-import os
 import random
 import zlib
 from itertools import cycle
@@ -37,6 +36,9 @@ from lowserver.websocket_protocol import (
     parse_extensions,
     server_handshake,
 )
+
+# FrameWriter(mask=True) draws its masking keys from os.urandom: seeded here (conftest.py).
+pytestmark = pytest.mark.usefixtures("seeded_urandom")
 
 KEY = b"\x37\xfa\x21\x3d"
 TEXT, BINARY, CONT = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION
@@ -560,7 +562,7 @@ def _mixed_stream() -> bytes:
         + frame(b"ping!", PING) + frame("héllo wörld ".encode() * 200, TEXT)
         + frame(b"ab", TEXT, fin=False) + frame(b"pp", PING) + frame("c€".encode(), CONT, fin=False)
         + frame(b"", PONG) + frame(b"d" * 3000, CONT)
-        + frame(os.urandom(70_000)) + frame(b"x" * 125) + frame(b"y" * 126)
+        + frame(random.Random(1).randbytes(70_000)) + frame(b"x" * 125) + frame(b"y" * 126)
         + frame(b"\x03\xe8bye", CLOSE))
     return deflate_free
 
@@ -833,7 +835,7 @@ def test_compressed_round_trip_without_context_takeover():
 
 
 def test_server_max_window_bits_is_honoured():
-    data = os.urandom(3000) * 2                 # a repeat 3000 bytes back: beyond 2**10
+    data = random.Random(2).randbytes(3000) * 2     # a repeat 3000 bytes back: beyond 2**10
     payload = PerMessageDeflate(DeflateParams(server_max_window_bits=10)).compress(data)
     assert zlib.decompressobj(-10).decompress(payload + b"\x00\x00\xff\xff") == data
     # and a client using a small window is read by our 15-bit decompressor
@@ -861,7 +863,7 @@ def test_rfc_7692_examples():
 
 def test_rsv1_on_the_first_frame_only():
     writer = FrameWriter(deflate=PerMessageDeflate(), max_frame_size=5)
-    frames = writer.message(os.urandom(50))
+    frames = writer.message(random.Random(3).randbytes(50))
     assert len(frames) > 2
     assert frames[0][0] == 0x42
     assert all(f[0] == 0x00 for f in frames[1:-1]) and frames[-1][0] == 0x80
@@ -904,7 +906,7 @@ def test_decompression_bomb_is_stopped():
 
 
 def test_compressed_limit_is_inclusive():
-    data = os.urandom(1000)                        # incompressible: the payload grows a little
+    data = random.Random(4).randbytes(1000)        # incompressible: the payload grows a little
     payload = PerMessageDeflate().compress(data)
     assert len(payload) > 1000
     assert feed(frame(payload, rsv1=True), deflate=PerMessageDeflate(),

@@ -125,8 +125,9 @@ async def test_response_head_is_what_aiohttp_sends():
 
 
 async def test_sixteen_pipelined_requests_in_one_write_answered_in_order():
+    delays = random.Random(16)                       # seeded: the same delays every run
     async def numbered(request):
-        await asyncio.sleep(random.random() / 100)   # finish out of order if we let them
+        await asyncio.sleep(delays.random() / 100)   # finish out of order if we let them
         return web.Response(text=request.path)
     async with serve(numbered) as (_server, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -285,7 +286,7 @@ async def body_echo(request):
 
 def compressed(coding: str, data: bytes) -> bytes:
     if coding in ("gzip", "x-gzip"):
-        return gzip.compress(data)
+        return gzip.compress(data, mtime=0)
     if coding == "deflate":
         return zlib.compress(data)
     if coding == "raw-deflate":
@@ -346,8 +347,14 @@ async def test_a_decompression_bomb_is_inflated_only_as_fast_as_the_handler_read
                 assert resp.status == 200 and await resp.text() == str(size)
     assert seen["peak"] <= 4 * 2**16, seen   # the stream's high-water mark and one piece
 
+
+# mtime=0: gzip's header would otherwise hold the current time, and the bytes would change from
+# run to run (in a test id, that made pytest-xdist's two workers collect different tests).
+GZIPPED_X = gzip.compress(b"x" * 1000, mtime=0)
+
+
 async def test_auto_decompress_false_hands_the_body_over_as_sent():
-    body = gzip.compress(b"x" * 1000)
+    body = GZIPPED_X
     async with serve(body_echo, auto_decompress=False) as (_server, port):
         async with aiohttp.ClientSession(auto_decompress=False) as session:
             async with session.post(f"http://127.0.0.1:{port}/", data=body,
@@ -357,9 +364,9 @@ async def test_auto_decompress_false_hands_the_body_over_as_sent():
 
 @pytest.mark.parametrize("body, reason", [
     (b"not gzip at all", b"not valid gzip"),
-    (gzip.compress(b"x" * 1000)[:-12], b"ends inside the compressed stream"),
-    (gzip.compress(b"x" * 1000) + b"trailing", b"after the end of the compressed stream"),
-])
+    (GZIPPED_X[:-12], b"ends inside the compressed stream"),
+    (GZIPPED_X + b"trailing", b"after the end of the compressed stream"),
+], ids=["not-gzip", "truncated", "trailing-bytes"])
 async def test_bad_compressed_body_is_a_400(body, reason):
     request = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
                b"Content-Length: %d\r\n\r\n%b" % (len(body), body))

@@ -8,10 +8,22 @@ Part one builds a tiny synthetic course in a temporary directory, so the tool's 
 pinned down independently of the real notebooks. Part two runs the tool on the real course,
 for every stage that has marked regions and a ``tests/test_NN_exercises.py``: as stages land,
 they are graded the same way with no change here.
+
+Cost: a workspace is written once per stage (module-scoped fixtures), by the tool's own
+``main()`` in this process, and the exporter runs in this process too (``--check`` included);
+only the mini-course's workspace is written by the command line itself, in a subprocess. What
+needs a fresh interpreter (a workspace's ``lowserver`` cannot share this process with the
+course's) gets one: an import check and a grading run per workspace, and a single grading run
+of every stage on the solved course. Each is this interpreter with the workspace first on
+``PYTHONPATH`` (no venv, no install); the import check asserts that ``lowserver`` came from
+the workspace.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
+import itertools
 import json
 import os
 import shutil
@@ -43,28 +55,63 @@ ENV = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=ENV, capture_output=True,
-                          text=True, timeout=300)
+    """This interpreter on `args`, in `cwd`, with `cwd` first on the path: the `lowserver` it
+    imports is cwd's (a workspace's), not the course's editable install."""
+    path = os.pathsep.join(filter(None, [str(cwd), os.environ.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, *args], cwd=cwd, env={**ENV, "PYTHONPATH": path},
+                          capture_output=True, text=True, timeout=300)
 
 
-def run_pytest(test_file: str, cwd: Path, report: Path) -> tuple[int, dict[str, str | None]]:
-    """Run one test file without nbval or caches; return (exit code, {test: failure or None})."""
-    done = run("-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
-               "-o", "junit_family=xunit2", f"--junitxml={report}", test_file, cwd=cwd)
-    outcomes: dict[str, str | None] = {}
+def run_pytest(cwd: Path, report: Path,
+               *test_files: str) -> tuple[int, dict[str, dict[str, str | None]]]:
+    """Run test files in one pytest, without nbval or caches (``-o addopts=`` drops --nbval,
+    so the nbval plugin, slow to load, is left out too); return (exit code,
+    {test file: {test: failure or None}})."""
+    done = run("-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:nbval", "-o", "addopts=",
+               "-o", "junit_family=xunit2", f"--junitxml={report}", *test_files, cwd=cwd)
+    assert report.exists(), done.stdout + done.stderr
+    outcomes: dict[str, dict[str, str | None]] = {name: {} for name in test_files}
     for case in ElementTree.parse(report).getroot().iter("testcase"):
         problem = case.find("failure")
         if problem is None:
             problem = case.find("error")
-        outcomes[case.get("name")] = (None if problem is None
-                                      else (problem.get("message") or "") + (problem.text or ""))
+        owner = [name for name in test_files
+                 if (case.get("classname") + ".").startswith(
+                     name.removesuffix(".py").replace("/", ".") + ".")]
+        assert len(owner) == 1, (case.get("classname"), test_files)
+        outcomes[owner[0]][case.get("name")] = (
+            None if problem is None else (problem.get("message") or "") + (problem.text or ""))
     return done.returncode, outcomes
 
 
-def imported_from(module: str, cwd: Path) -> Path:
-    done = run("-c", f"import {module} as m; print(m.__file__)", cwd=cwd)
+def imported_from(modules: list[str], cwd: Path) -> dict[str, Path]:
+    """Where a fresh interpreter in `cwd` imports each of `modules` from."""
+    done = run("-c", "import importlib, sys\n"
+                     "for name in sys.argv[1:]:\n"
+                     "    print(importlib.import_module(name).__file__)", *modules, cwd=cwd)
     assert done.returncode == 0, done.stderr
-    return Path(done.stdout.strip()).resolve()
+    return dict(zip(modules, (Path(line).resolve() for line in done.stdout.splitlines())))
+
+
+_EXPORTERS = itertools.count()
+
+
+def exporter(root: Path, *argv: str) -> tuple[int, str]:
+    """``python tools/export.py ARGV`` in `root`, run in this process: the exporter is loaded
+    from `root`, so its ROOT is `root`. Returns its exit code and what it printed."""
+    tool = _load("export", root / "tools", alias=f"exporter{next(_EXPORTERS)}")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+        code = tool.main(list(argv))
+    return code, printed.getvalue()
+
+
+def student_main(tool, *argv: str) -> tuple[int, str]:
+    """``python tools/student.py ARGV``, run in this process by the loaded `tool`."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+        code = tool.main(list(argv))
+    return code, printed.getvalue()
 
 
 def code_lines(text: str) -> set[str]:
@@ -189,14 +236,14 @@ def make_mini_course(root: Path) -> Path:
     (root / "tests").mkdir()
     (root / "tests" / "test_01_exercises.py").write_text(MINI_GRADER)
     (root / "pyproject.toml").write_text("[tool.pytest.ini_options]\naddopts = \"\"\n")
-    done = run("tools/export.py", cwd=root)
-    assert done.returncode == 0, done.stdout + done.stderr
+    code, printed = exporter(root)
+    assert code == 0, printed
     return root
 
 
 @pytest.fixture(scope="module")
 def mini(tmp_path_factory) -> tuple[Path, Path]:
-    """(solved mini-course, its stage-01 student workspace)."""
+    """(solved mini-course, its stage-01 student workspace), written by the command line."""
     course = make_mini_course(tmp_path_factory.mktemp("mini") / "course")
     out = course.parent / "workspace"
     done = run("tools/student.py", "--stage", "01", "--out", str(out), cwd=course)
@@ -247,26 +294,32 @@ def test_mini_stage_outputs_are_cleared_and_other_stages_untouched(mini):
 
 def test_mini_student_copy_imports_and_is_consistent(mini):
     _, out = mini
-    assert imported_from("lowserver.mini", out) == (out / "lowserver" / "mini.py").resolve()
-    done = run("tools/export.py", "--check", cwd=out)
-    assert done.returncode == 0, done.stdout
+    assert imported_from(["lowserver", "lowserver.mini"], out) == {
+        "lowserver": (out / "lowserver" / "__init__.py").resolve(),
+        "lowserver.mini": (out / "lowserver" / "mini.py").resolve()}
+    assert exporter(out, "--check") == (0, "")
 
 
 def test_mini_grading_fails_for_the_student_and_passes_when_solved(mini, tmp_path):
     course, out = mini
-    code, outcomes = run_pytest("tests/test_01_exercises.py", out, tmp_path / "student.xml")
+    grader = "tests/test_01_exercises.py"
+    code, outcomes = run_pytest(out, tmp_path / "student.xml", grader)
     assert code == 1
-    assert set(outcomes) == {"test_exercise_1_add", "test_exercise_2_bump"}
-    assert all(failure and "NotImplementedError" in failure for failure in outcomes.values())
-    code, outcomes = run_pytest("tests/test_01_exercises.py", course, tmp_path / "solved.xml")
-    assert code == 0 and outcomes == {"test_exercise_1_add": None, "test_exercise_2_bump": None}
+    assert set(outcomes[grader]) == {"test_exercise_1_add", "test_exercise_2_bump"}
+    assert all(failure and "NotImplementedError" in failure
+               for failure in outcomes[grader].values())
+    code, outcomes = run_pytest(course, tmp_path / "solved.xml", grader)
+    assert code == 0
+    assert outcomes[grader] == {"test_exercise_1_add": None, "test_exercise_2_bump": None}
 
 
-def test_mini_list(mini):
+def test_mini_list(mini, capsys):
     course, _ = mini
-    done = run("tools/student.py", "--list", cwd=course)
-    assert done.returncode == 0, done.stderr
-    rows = done.stdout.splitlines()
+    tool = _load("student", course / "tools", alias="mini")    # in-process: its ROOT is `course`
+    assert tool.main(["--list"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    rows = captured.out.splitlines()
     assert rows[0].split()[:3] == ["01", "2", "exercises"]
     assert "graded by tests/test_01_exercises.py" in rows[0]
     assert rows[1].split()[:3] == ["02", "1", "exercise"]
@@ -338,16 +391,18 @@ def test_bad_markers_are_refused_with_their_place(source, message):
     assert message in str(error.value)
 
 
-def test_bad_markers_in_a_notebook_stop_the_tool_before_writing(tmp_path):
+def test_bad_markers_in_a_notebook_stop_the_tool_before_writing(tmp_path, capsys):
     course = make_mini_course(tmp_path / "course")
     path = course / "notebooks" / "01_mini.ipynb"
     nb = nbformat.read(path, as_version=4)
     nb.cells[2].source = nb.cells[2].source.replace("        ### END SOLUTION", "")
     nbformat.write(nb, path)
-    done = run("tools/student.py", "--stage", "01", "--out", str(tmp_path / "out"), cwd=course)
-    assert done.returncode == 1
-    assert "notebooks/01_mini.ipynb, cell 2, line 21" in done.stderr
-    assert "never closed" in done.stderr
+    tool = _load("student", course / "tools", alias="broken")  # in-process: ROOT is `course`
+    assert tool.main(["--stage", "01", "--out", str(tmp_path / "out")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "notebooks/01_mini.ipynb, cell 2, line 21" in captured.err
+    assert "never closed" in captured.err
     assert not (tmp_path / "out").exists()
 
 
@@ -397,11 +452,21 @@ def stage_modules(stage: str) -> list[str]:
 
 @pytest.fixture(scope="module", params=graded_stages())
 def workspace(request, tmp_path_factory) -> tuple[str, Path]:
+    """(stage, its student workspace), written once per stage by the tool's main(), in this
+    process (the command line itself runs as a subprocess on the mini-course)."""
     stage = request.param
     out = tmp_path_factory.mktemp(f"student{stage}") / "workspace"
-    done = run("tools/student.py", "--stage", stage, "--out", str(out), cwd=ROOT)
-    assert done.returncode == 0, done.stdout + done.stderr
+    code, printed = student_main(student, "--stage", stage, "--out", str(out))
+    assert code == 0, printed
+    assert f"wrote the student edition of stage {stage} to {out}" in printed
     return stage, out
+
+
+@pytest.fixture(scope="module")
+def solved_grading(tmp_path_factory) -> tuple[int, dict[str, dict[str, str | None]]]:
+    """Every stage's grading tests on the solved course, in one pytest run."""
+    graders = [f"tests/test_{stage}_exercises.py" for stage in graded_stages()]
+    return run_pytest(ROOT, tmp_path_factory.mktemp("solved") / "solved.xml", *graders)
 
 
 def test_course_student_copy_holds_no_solution_text(workspace):
@@ -450,24 +515,29 @@ def test_course_stage_outputs_cleared_and_other_stages_untouched(workspace):
 
 def test_course_student_copy_imports_and_is_consistent(workspace):
     stage, out = workspace
-    for name in stage_modules(stage):
-        location = imported_from(f"lowserver.{name}", out)
-        assert location == export.module_path(name, out / "lowserver").resolve()
-    done = run("tools/export.py", "--check", cwd=out)
-    assert done.returncode == 0, done.stdout
+    names = stage_modules(stage)
+    located = imported_from(["lowserver"] + [f"lowserver.{name}" for name in names], out)
+    assert located.pop("lowserver") == (out / "lowserver" / "__init__.py").resolve()
+    assert located == {f"lowserver.{name}": export.module_path(name, out / "lowserver").resolve()
+                       for name in names}
+    code, printed = exporter(out, "--check")
+    assert code == 0, printed
 
 
-def test_course_grading_fails_for_the_student_and_passes_when_solved(workspace, tmp_path):
+def test_course_grading_fails_for_the_student_and_passes_when_solved(workspace, solved_grading,
+                                                                     tmp_path):
     stage, out = workspace
     grader = f"tests/test_{stage}_exercises.py"
-    code, outcomes = run_pytest(grader, out, tmp_path / "student.xml")
-    exercises = {name: failure for name, failure in outcomes.items()
+    code, outcomes = run_pytest(out, tmp_path / "student.xml", grader)
+    exercises = {name: failure for name, failure in outcomes[grader].items()
                  if name.startswith("test_exercise_")}
     assert code == 1 and exercises, outcomes
     for name, failure in exercises.items():
         assert failure is not None, f"{name} passes on the student stub"
         assert "NotImplementedError" in failure, f"{name} fails for another reason:\n{failure}"
-    code, outcomes = run_pytest(grader, ROOT, tmp_path / "solved.xml")
-    assert code == 0, outcomes
-    assert set(outcomes) >= set(exercises)
-    assert all(failure is None for failure in outcomes.values())
+    code, outcomes = solved_grading
+    solved = outcomes[grader]
+    assert set(solved) >= set(exercises)
+    assert all(failure is None for failure in solved.values()), solved
+    assert code == 0, {file: failed for file, tests in outcomes.items()
+                       if (failed := [name for name, failure in tests.items() if failure])}

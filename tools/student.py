@@ -15,8 +15,9 @@ a new directory, replaces every marked region of that stage's notebook(s) by::
         raise NotImplementedError()
 
 at the marker's indentation, clears that notebook's outputs (they could show the solution),
-and re-exports the package there from the student notebooks, so the stage's module holds the
-stubs while every other stage keeps its solution. The stage's grading tests
+and re-exports the package there from the student notebooks (with the workspace's own
+``tools/export.py``, run in this process), so the stage's module holds the stubs while every
+other stage keeps its solution. The stage's grading tests
 (``tests/test_NN_exercises.py``) then fail until the student writes the code back.
 
     python tools/student.py --list                      # stages and their exercise counts
@@ -27,10 +28,13 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import importlib.util
+import io
 import re
 import shutil
-import subprocess
 import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -239,6 +243,33 @@ def copy_course(out: Path) -> None:
             shutil.copy2(source, target)
 
 
+def export_workspace(out: Path) -> tuple[int, str]:
+    """Run the workspace's own exporter, ``out/tools/export.py``, as ``python tools/export.py``
+    there would (its ROOT is `out`), but in this process: no second interpreter, and nbformat
+    (slow to import) is already loaded. Return its exit code and everything it printed."""
+    name = "_student_workspace_export"
+    printed = io.StringIO()
+    dont_write_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__
+    try:
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            spec = importlib.util.spec_from_file_location(name, out / "tools" / "export.py")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module           # as for any module (dataclasses look there)
+            spec.loader.exec_module(module)
+            code = module.main([])
+    except SystemExit as exit_:                  # what sys.exit(...) in it would have meant
+        code = 0 if exit_.code is None else exit_.code if isinstance(exit_.code, int) else 1
+        if isinstance(exit_.code, str):
+            printed.write(exit_.code + "\n")
+    except Exception:                            # the exporter's crash is the tool's error
+        printed.write(traceback.format_exc())
+        code = 1
+    finally:
+        sys.modules.pop(name, None)
+        sys.dont_write_bytecode = dont_write_bytecode
+    return code, printed.getvalue()
+
+
 def write_workspace(stage: str, out: Path, force: bool = False) -> list[Region]:
     """Write the student edition of `stage` into `out`; return the regions it removed."""
     notebooks = stage_notebooks(stage)
@@ -255,11 +286,9 @@ def write_workspace(stage: str, out: Path, force: bool = False) -> list[Region]:
     regions = []
     for path in notebooks:
         regions += make_student_notebook(out / "notebooks" / path.name, shown_as=_relative(path))
-    done = subprocess.run([sys.executable, "tools/export.py"], cwd=out,
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise StudentEditionError(
-            f"exporting the student package in {out} failed:\n{done.stdout}{done.stderr}")
+    code, printed = export_workspace(out)
+    if code != 0:
+        raise StudentEditionError(f"exporting the student package in {out} failed:\n{printed}")
     # The stage's modules are regenerated from the student notebooks, so no region survives;
     # check it rather than trust it.
     for path in (out / "lowserver").rglob("*.py"):
