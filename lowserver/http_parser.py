@@ -10,6 +10,7 @@ the valid requests pipelined before it.
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, NamedTuple
 
@@ -20,9 +21,9 @@ __all__ = [
     "HttpRequestParser", "RawRequestMessage", "EndOfMessage", "EndOfChunk", "END_OF_CHUNK",
     "HttpVersion",
     "HttpVersion10", "HttpVersion11", "HttpProcessingError", "BadHttpMessage",
-    "BadStatusLine", "InvalidHeader", "LineTooLong", "HeaderFieldsTooLarge",
+    "BadStatusLine", "InvalidHeader", "InvalidURLError", "LineTooLong", "HeaderFieldsTooLarge",
     "ContentLengthError", "TransferEncodingError", "UnsupportedTransferCoding",
-    "HttpVersionNotSupported",
+    "HttpVersionNotSupported", "ascii_lower", "check_authority",
 ]
 
 
@@ -69,6 +70,10 @@ class BadStatusLine(BadHttpMessage):
 
 class InvalidHeader(BadHttpMessage):
     """400: a header field line is malformed (RFC 9112 §5, RFC 9110 §5.5)."""
+
+
+class InvalidURLError(BadHttpMessage):
+    """400: the target or the Host names an authority no URL can hold (RFC 9110 §4.2.1)."""
 
 
 class ContentLengthError(BadHttpMessage):
@@ -284,9 +289,19 @@ def _show(text: str, limit: int = 40) -> str:
     return repr(shown + ("..." if len(raw) > limit else ""))
 
 
+# Tokens are ASCII (RFC 9110 §5.6.2), and so is their case: str.lower() also folds the
+# KELVIN SIGN U+212A to "k", which would make "chun\u212aed" the coding "chunked".
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def ascii_lower(text: str) -> str:
+    """`text` with its ASCII letters lowercased and nothing else: how tokens compare."""
+    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
+
+
 def _list_elements(value: str) -> list[str]:
     """The lowercased members of a comma-separated list field (RFC 9110 §5.6.1)."""
-    return [item.strip(" \t").lower() for item in value.split(",") if item.strip(" \t")]
+    return [ascii_lower(item.strip(" \t")) for item in value.split(",") if item.strip(" \t")]
 
 
 def parse_request_line(line: str) -> tuple[str, str, HttpVersion]:
@@ -410,7 +425,8 @@ def body_framing(version: HttpVersion, headers: CIMultiDictProxy[str]) -> tuple[
         if version == HttpVersion10:
             raise TransferEncodingError("Transfer-Encoding is not defined in HTTP/1.0 "
                                         "(RFC 9112 §6.1)")
-        codings = [c.split(";", 1)[0].strip(" \t") for c in _list_elements(", ".join(te_fields))]
+        elements = _list_elements(", ".join(te_fields))
+        codings = [c.split(";", 1)[0].rstrip(" \t") for c in elements]
         if not codings:
             raise TransferEncodingError("empty Transfer-Encoding")
         if codings.count("chunked") > 1:
@@ -418,6 +434,9 @@ def body_framing(version: HttpVersion, headers: CIMultiDictProxy[str]) -> tuple[
         if codings[-1] != "chunked":
             raise TransferEncodingError("the last transfer coding must be chunked, or the "
                                         "body length is unknown (RFC 9112 §6.3)")
+        if elements[-1] != "chunked":
+            raise TransferEncodingError(f"chunked takes no parameters, got {_show(elements[-1])}"
+                                        " (RFC 9112 §7)")
         others = [c for c in codings if c != "chunked"]
         if others:
             raise UnsupportedTransferCoding(f"transfer coding {_show(others[0])} is not "
@@ -447,6 +466,9 @@ def connection_options(version: HttpVersion, headers: CIMultiDictProxy[str]) -> 
     connection = headers.get("Connection")
     if connection is None:
         return version == HttpVersion10, False
+    lines = headers.getall("Connection")
+    if len(lines) > 1:   # one list made of all its field lines (RFC 9110 §5.3)
+        connection = ", ".join(lines)
     tokens = _list_elements(connection)
     if "close" in tokens:
         should_close = True
@@ -456,6 +478,51 @@ def connection_options(version: HttpVersion, headers: CIMultiDictProxy[str]) -> 
                and headers.get("Upgrade") is not None)
     return should_close, upgrade
     ### END SOLUTION
+
+
+_PORT_LIMIT = 65535  # our policy: RFC 3986 §3.2.3 bounds no port, a TCP port has 16 bits
+_REG_NAME = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=%-]*")  # RFC 3986 §3.2.2
+
+
+def check_authority(authority: str, what: str) -> None:
+    """Refuse an authority `host[:port]` that no URL can hold, with `InvalidURLError`."""
+    if authority[:1] == "[":   # IP-literal = "[" IPv6address "]" (RFC 3986 §3.2.2)
+        end = authority.find("]")
+        if end == -1:
+            raise InvalidURLError(f"{what} {_show(authority)}: '[' without ']' "
+                                  "(RFC 3986 §3.2.2)")
+        host, rest = authority[1:end], authority[end + 1:]
+        if rest[:1] not in ("", ":"):
+            raise InvalidURLError(f"{what} {_show(authority)}: {_show(rest)} after the "
+                                  "IP-literal (RFC 3986 §3.2)")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise InvalidURLError(f"{what} {_show(authority)}: {_show(host)} is not an IPv6 "
+                                  "address (RFC 3986 §3.2.2)") from None
+        port = rest[1:]
+    else:
+        host, colon, port = authority.rpartition(":")
+        if not colon:
+            host, port = authority, ""
+        if not host:
+            raise InvalidURLError(f"{what} {_show(authority)} has an empty host: an http "
+                                  "URI must not (RFC 9110 §4.2.1)")
+        if not _REG_NAME.fullmatch(host):
+            raise InvalidURLError(f"{what} {_show(authority)}: {_show(host)} is not a host "
+                                  "name (RFC 3986 §3.2.2)")
+        if "xn--" in ascii_lower(host):   # an IDNA A-label must decode (RFC 5891 §5)
+            try:
+                host.encode("ascii").decode("idna")
+            except UnicodeError:
+                raise InvalidURLError(f"{what} {_show(authority)}: {_show(host)} is not a "
+                                      "valid IDNA name (RFC 5891)") from None
+    if port and not (port.isascii() and port.isdigit()):
+        raise InvalidURLError(f"{what} {_show(authority)}: port {_show(port)} is not a "
+                              "number (RFC 3986 §3.2.3)")
+    if port and (len(port) > 5 or int(port) > _PORT_LIMIT):
+        raise InvalidURLError(f"{what} {_show(authority)}: port {_show(port)} is above "
+                              f"{_PORT_LIMIT}")
 
 
 # --- the incremental parser -------------------------------------------------------------
@@ -772,10 +839,10 @@ class HttpRequestParser:
         self._check_target_and_host(method, target, version, headers)
         compression = headers.get("Content-Encoding")
         if compression is not None:
-            compression = _SUPPORTED_COMPRESSION.get(compression.strip(" \t").lower())
+            compression = _SUPPORTED_COMPRESSION.get(ascii_lower(compression.strip(" \t")))
         expect = headers.get("Expect")
         expect_continue = (expect is not None and version == HttpVersion11
-                           and expect.lower() == "100-continue")  # RFC 9110 §10.1.1
+                           and ascii_lower(expect) == "100-continue")  # RFC 9110 §10.1.1
         return RawRequestMessage(
             method, target, version, headers, raw_fields, should_close, compression,
             upgrade, chunked, content_length=content_length, expect_continue=expect_continue)
@@ -788,16 +855,26 @@ class HttpRequestParser:
                 if not _AUTHORITY_FORM.fullmatch(target):
                     raise BadStatusLine("CONNECT needs an authority-form target "
                                         f"'host:port' (RFC 9112 §3.2.3), got {_show(target)}")
+                check_authority(target, "CONNECT target")
             elif target == "*":
                 if method != "OPTIONS":
                     raise BadStatusLine("the asterisk-form target '*' is only for OPTIONS "
                                         "(RFC 9112 §3.2.4)")
             else:
                 authority = _ABSOLUTE_FORM.match(target)
-                if authority is None or not authority.group(1):
+                if authority is None:
                     raise BadStatusLine("request-target must be origin-form ('/path'), "
                                         "absolute-form ('http://host/path'), '*' for OPTIONS "
                                         f"or 'host:port' for CONNECT, got {_show(target)}")
+                # (userinfo, deprecated by RFC 9110 §4.2.4, is not part of the host)
+                check_authority(authority.group(1).rpartition("@")[2], "request-target")
+            if target != "*":
+                try:   # what the handler will read as request.url must be buildable
+                    url = target_url(method, target)
+                    _ = url.host, url.port
+                except (ValueError, UnicodeError) as error:
+                    raise InvalidURLError(f"request-target {_show(target)} is not a URL: "
+                                          f"{error}") from None
         elif method == "CONNECT":
             raise BadStatusLine("CONNECT needs an authority-form target 'host:port' "
                                 "(RFC 9112 §3.2.3)")
@@ -812,6 +889,8 @@ class HttpRequestParser:
         if host != self._last_host:
             if not _HOST.fullmatch(host):
                 raise BadHttpMessage(f"invalid Host {_show(host)} (RFC 9112 §3.2)")
+            if host:   # empty only when the target has no authority (RFC 9110 §7.2)
+                check_authority(host, "Host")
             self._last_host = host
 
     def _parse_trailers(self, data: bytes, pos: int, end: int) -> CIMultiDictProxy[str]:

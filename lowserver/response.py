@@ -727,6 +727,12 @@ class StreamResponse(StateMapping, _ResponseFields):
                 elif TRANSFER_ENCODING in headers:
                     del headers[TRANSFER_ENCODING]   # Content-Length framing wins
         if empty:
+            if self._status < 200 and self._length_check:
+                # RFC 9110 §15.2, RFC 9112 §9.3.2: a 1xx is interim and every request gets
+                # exactly one final response; sent as this one's, the client would take the
+                # next request's answer for it. (A WebSocket's 101 is not checked here.)
+                raise ValueError(f"a response cannot have the interim status {self._status}:"
+                                 " a final response is 200-599 (RFC 9110 §15.2)")
             if CONTENT_LENGTH in headers and should_remove_content_length(
                     request.method, self._status):
                 del headers[CONTENT_LENGTH]
@@ -1031,7 +1037,15 @@ class Response(StreamResponse):
         headers = self._headers
         value = headers.get(CONTENT_LENGTH)
         if value is not None:
-            return int(value)
+            declared = int(value)
+            body = self._body
+            if (not self._must_be_empty_body and self._compressed_body is None
+                    and isinstance(body, (bytes, bytearray)) and len(body) != declared):
+                # RFC 9112 §6.2: the client would wait for octets that never come, or read
+                # the extra ones as the next response. Refused before a byte is sent (a 500).
+                raise ValueError(f"Content-Length {value} disagrees with the body's "
+                                 f"{len(body)} bytes (RFC 9112 §6.2)")
+            return declared
         body = self._body if self._compressed_body is None else self._compressed_body
         if body is None:
             length: int | None = 0

@@ -37,6 +37,7 @@ from lowserver.exceptions import (
     response_for_result,
 )
 from lowserver.http_parser import (
+    BadHttpMessage,
     EndOfChunk,
     EndOfMessage,
     HttpProcessingError,
@@ -499,9 +500,13 @@ class RequestHandler(BaseProtocol):
     def eof_received(self) -> bool:
         """The client half-closed: answer what it sent, then close (aiohttp drops it)."""
         self._eof = True
+        # Over TLS the transport closes after the peer's EOF whatever we return (asyncio
+        # warns when we return True), so owed responses cannot go out there anyway.
+        keep_writing = self.transport is not None and \
+            self.transport.get_extra_info("sslcontext") is None
         if self._upgraded is not None:
             self._upgraded.eof_received()
-            return True
+            return keep_writing
         # RFC 9112 §8: an incomplete request may get an error response before the close.
         # A body cut short fails its stream (the handler reading it gets a 400 to answer);
         # a head cut short is answered in its turn, as a parse error is.
@@ -517,7 +522,7 @@ class RequestHandler(BaseProtocol):
             # (a half-close cannot be told from a close until we write to it)
             self._close_transport()
             return False
-        return True  # keep our writing side open for the responses still owed
+        return keep_writing  # keep our writing side open for the responses still owed
 
     def close(self) -> None:
         """Take no new request; close once the one being answered is done."""
@@ -647,8 +652,28 @@ class RequestHandler(BaseProtocol):
         self._arm("head", self.header_timeout)
 
     def _watch_body(self) -> None:
-        if self._watch != "body":
+        # read_timeout is the time allowed *between* two pieces of a body (and before the
+        # first): each piece moves the deadline, so a slow upload that keeps coming is read
+        # to its end, however long it takes.
+        if self._watch == "body":
+            self._deadline = self._loop.time() + (self.read_timeout or 0)
+        else:
             self._arm("body", self.read_timeout)
+
+    def _watched(self) -> bool:
+        """The safety net's invariant: a live connection has a running handler task or a
+        timer, unless the timeout for what it waits for is disabled. (Checked by the tests
+        after every scenario: a connection for which this is False can hang forever.)"""
+        transport = self.transport
+        if transport is None or transport.is_closing() or self._manager is None:
+            return True   # closed, or closing: connection_lost follows
+        if self._task is not None and not self._task.done():
+            return True
+        if self._timer is not None and self._watch:   # (a timer with no watch does nothing)
+            return True
+        timeout = {"idle": self.keepalive_timeout, "head": self.header_timeout,
+                   "body": self.read_timeout}.get(self._watch, self.keepalive_timeout)
+        return not timeout
 
     def _cancel_timer(self) -> None:
         self._watch = ""
@@ -714,6 +739,15 @@ class RequestHandler(BaseProtocol):
                         and not self._parser.paused and self.transport is not None):
                     break
                 message, payload = self._next_message()
+        except Exception as exc:   # a bug (ours or a request factory's): never a dead task
+            self.logger.exception("Unhandled error while answering a request", exc_info=exc)
+            keep = False
+        except BaseException:
+            # KeyboardInterrupt, SystemExit, a handler's own BaseException (or a cancel):
+            # close at once, send nothing more (as aiohttp does), and let it propagate
+            self._task = None
+            self.force_close()
+            raise
         finally:
             self._uncork()
         self._task = None
@@ -739,7 +773,16 @@ class RequestHandler(BaseProtocol):
         if parse_error is not None:
             message, payload = _ERROR_MESSAGE, EMPTY_PAYLOAD
         writer = StreamWriter(self, loop)
-        request = self._request_factory(message, payload, self, writer, self._task)
+        try:
+            request = self._request_factory(message, payload, self, writer, self._task)
+        except Exception as exc:   # the parsed message is not a request we can build: a 400
+            if parse_error is not None:
+                raise
+            self.logger.debug("cannot build a request from %r: %r", message, exc)
+            parse_error = BadHttpMessage(f"the request cannot be processed: {exc}")
+            self._fail_body(parse_error)
+            message, payload = _ERROR_MESSAGE, EMPTY_PAYLOAD
+            request = self._request_factory(message, payload, self, writer, self._task)
         self._request = request
         response = None
         try:
@@ -856,7 +899,10 @@ class RequestHandler(BaseProtocol):
             self._keepalive = False
             self._close_transport()
             return
-        if self._parser.paused:   # the handler answered an Upgrade without switching
+        if self._parser.paused and not self._messages:
+            # the handler of the Upgrade request (the last one parsed: the parser stops
+            # behind it) answered without switching: what follows it is HTTP after all.
+            # While requests before it wait, the bytes behind it stay for its handler.
             events = self._parser.resume()
             self._resume_reading_for_buffer()
             if events:

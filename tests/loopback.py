@@ -20,8 +20,19 @@ async def serve(handler: Any, host: str = "127.0.0.1",
     port = listener.sockets[0].getsockname()[1]
     try:
         yield server, port
+        await assert_every_connection_watched(server)
     finally:
         listener.close()
         server.pre_shutdown()
         await asyncio.wait_for(server.shutdown(1.0), LONG)
         await asyncio.wait_for(listener.wait_closed(), LONG)
+
+
+async def assert_every_connection_watched(server: web.Server) -> None:
+    """The safety net (issue 10): after a scenario, no live connection is left with neither
+    a running handler task nor a timer (unless that timeout was disabled): such a
+    connection would hang forever. A few loop turns first, for callbacks already due."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+    unwatched = [handler for handler in server.connections if not handler._watched()]
+    assert not unwatched, f"connections that can hang forever: {unwatched}"

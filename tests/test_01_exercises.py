@@ -67,6 +67,12 @@ def test_exercise_2_body_framing():
         body_framing(v11, headers(("Transfer-Encoding", "gzip, chunked")))
     with pytest.raises(TransferEncodingError):
         body_framing(v10, headers(("Transfer-Encoding", "chunked")))
+    # chunked takes no parameters (RFC 9112 §7); tokens fold ASCII letters only
+    for value in ("chunked;q=1", "chunked ; a=b"):
+        with pytest.raises(TransferEncodingError):
+            body_framing(v11, headers(("Transfer-Encoding", value)))
+    with pytest.raises(HttpProcessingError):
+        body_framing(v11, headers(("Transfer-Encoding", "chun\u212aed")))   # KELVIN SIGN
 
 
 def test_exercise_3_connection_options():
@@ -86,3 +92,10 @@ def test_exercise_3_connection_options():
     assert connection_options(v11, headers(("Connection", "upgrade"))) == (False, False)
     assert connection_options(v11, headers(("Upgrade", "websocket"))) == (False, False)
     assert connection_options(v10, headers(*upgrade)) == (True, False)  # RFC 9110 §7.8
+    # a list on several field lines is one list (RFC 9110 §5.3)
+    assert connection_options(v11, headers(("Connection", "keep-alive"),
+                                           ("Connection", "close"))) == (True, False)
+    assert connection_options(v11, headers(("Connection", "keep-alive"), ("Connection", "upgrade"),
+                                           ("Upgrade", "websocket"))) == (False, True)
+    assert connection_options(v11, headers(("Connection", "\u212aeep-alive, upgr\u212ade"),
+                                           ("Upgrade", "websocket"))) == (False, False)

@@ -684,3 +684,89 @@ def test_same_as_h11(data):
         [(n, v) for n, v in expected.headers]   # h11 lower-cases names
     assert body_of(events) == expected_body
     assert isinstance(events[-1], EndOfMessage)
+
+
+# --- issue 10: authorities, ASCII tokens, chunked without parameters, Connection lists ------
+
+from lowserver.http_parser import InvalidURLError, ascii_lower, check_authority  # noqa: E402
+
+
+@pytest.mark.parametrize("request_line, host, reason", [
+    (b"GET http://x:99999/ HTTP/1.1", b"x", "above 65535"),
+    (b"CONNECT example.com:443443 HTTP/1.1", b"example.com:443", "above 65535"),
+    (b"GET http://[/abs HTTP/1.1", b"x", "'[' without ']'"),
+    (b"GET http://[::1]:99999/ HTTP/1.1", b"x", "above 65535"),
+    (b"GET http://a:12ab/ HTTP/1.1", b"x", "not a number"),
+    (b"CONNECT [::1]:99999 HTTP/1.1", b"x", "above 65535"),
+    (b"GET http://xn--a/ HTTP/1.1", b"x", "IDNA"),
+    (b"GET http://[zz]/ HTTP/1.1", b"x", "not an IPv6 address"),
+    (b"GET http://:80/ HTTP/1.1", b"x", "empty host"),
+    (b"GET / HTTP/1.1", b"a:99999", "above 65535"),
+    (b"GET / HTTP/1.1", b":80", "empty host"),
+    (b"GET / HTTP/1.1", b"xn--a", "IDNA"),
+    (b"GET / HTTP/1.1", b"[::1]:123456", "above 65535"),
+])
+def test_an_authority_no_url_can_hold_is_an_invalid_url_error(request_line, host, reason):
+    error = error_of(request_line + b"\r\nHost: " + host + b"\r\n\r\n")
+    assert isinstance(error, InvalidURLError) and isinstance(error, BadHttpMessage), error
+    assert error.code == 400 and reason in error.message, error
+
+
+@pytest.mark.parametrize("authority", [
+    "example.com", "example.com:8080", "[::1]", "[::1]:65535", "a:0", "xn--bcher-kva.example",
+    "127.0.0.1:80", "a:",
+])
+def test_good_authorities_pass(authority):
+    check_authority(authority, "Host")
+    events = parse(b"GET http://" + authority.encode() + b"/p HTTP/1.1\r\nHost: "
+                   + authority.encode() + b"\r\n\r\n")
+    assert isinstance(events[0], RawRequestMessage), events
+    events[0].url.host   # the URL the handler reads can be built
+
+
+def test_an_empty_host_field_is_legal():
+    # RFC 9110 §7.2: an empty Host when the target has no authority
+    assert isinstance(parse(b"GET / HTTP/1.1\r\nHost: \r\n\r\n")[0], RawRequestMessage)
+
+
+def test_ascii_lower_folds_ascii_letters_only():
+    assert ascii_lower("Chunked") == "chunked"
+    assert ascii_lower("chun\u212aed") == "chun\u212aed"
+    assert "chun\u212aed".lower() == "chunked"   # what str.lower() would have made of it
+
+
+@pytest.mark.parametrize("coding, code", [
+    ("chun\u212aed", 400),           # not chunked: the last coding is unknown (§6.3 rule 4)
+    ("chun\u212aed, chunked", 501),  # an unknown coding before chunked (§6.1)
+    ("CHUNKED", None),               # ASCII case is folded
+])
+def test_transfer_codings_compare_in_ascii_only(coding, code):
+    events = parse(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + coding.encode()
+                   + b"\r\n\r\n0\r\n\r\n")
+    if code is None:
+        assert events[0].chunked
+    else:
+        assert isinstance(events[-1], HttpProcessingError) and events[-1].code == code, events
+
+
+@pytest.mark.parametrize("coding", ["chunked;q=1", "chunked ; x=y", "gzip;q=1, chunked;a"])
+def test_chunked_takes_no_parameters(coding):
+    error = error_of(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + coding.encode()
+                     + b"\r\n\r\n0\r\n\r\n")
+    assert error.code in (400, 501), error
+    if coding.startswith("chunked"):
+        assert isinstance(error, TransferEncodingError) and "no parameters" in error.message
+
+
+@pytest.mark.parametrize("lines, should_close, upgrade", [
+    ([b"keep-alive", b"close"], True, False),
+    ([b"close", b"keep-alive"], True, False),
+    ([b"keep-alive", b"upgrade"], False, True),
+    ([b"keep-alive", b"Upgrade"], False, True),
+    ([b"keep-alive", b"upgr\xe2\x84\xaade"], False, False),   # KELVIN SIGN: not "upgrade"
+])
+def test_connection_on_several_lines_is_one_list(lines, should_close, upgrade):
+    fields = b"".join(b"Connection: " + line + b"\r\n" for line in lines)
+    message = parse(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n" + fields + b"\r\n")[0]
+    assert (message.should_close, message.upgrade) == (should_close, upgrade)
+

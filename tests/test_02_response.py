@@ -337,14 +337,14 @@ async def test_204_stream_response_writes_are_dropped():
     assert b"Transfer-Encoding" not in data and b"Content-Length" not in data
 
 
-async def test_1xx_has_no_body_and_no_framing():
+@pytest.mark.parametrize("status", [100, 101, 103])
+async def test_a_1xx_is_not_a_final_response_and_is_refused_before_anything_is_sent(status):
+    # RFC 9110 §15.2, RFC 9112 §9.3.2: one final response per request; a 1xx is interim
     request = make_mocked_request("GET", "/")
-    resp = StreamResponse(status=103, headers={"Link": "</style.css>; rel=preload"})
-    await resp.prepare(request)
-    await resp.write_eof()
-    data = wire(request)
-    assert data.startswith(b"HTTP/1.1 103 Early Hints\r\n")
-    assert b"Content-Length" not in data and b"Transfer-Encoding" not in data
+    resp = StreamResponse(status=status, headers={"Link": "</style.css>; rel=preload"})
+    with pytest.raises(ValueError, match=f"interim status {status}"):
+        await resp.prepare(request)
+    assert not resp.prepared and wire(request) == b""
 
 
 async def test_connect_2xx_has_no_content_length():
