@@ -368,7 +368,6 @@ def exception_class(status: int) -> type[HTTPException]:
     two classes share a code the one closest to HTTPException wins. LookupError when no
     class has that code.
     """
-    ### BEGIN SOLUTION
     level = [HTTPException]
     while level:
         for cls in level:
@@ -376,7 +375,6 @@ def exception_class(status: int) -> type[HTTPException]:
                 return cls
         level = [sub for cls in level for sub in cls.__subclasses__()]
     raise LookupError(f"no HTTPException subclass has status code {status}")
-    ### END SOLUTION
 
 
 def _exception_for_status(status: int, text: str, headers: Any = None) -> Response:
@@ -407,7 +405,6 @@ def internal_error_body(exc: BaseException | None, *, debug: bool = False,
     (when the client asked for text/html): title, heading, then the message or the
     traceback in a <pre>, HTML-escaped.
     """
-    ### BEGIN SOLUTION
     detail = _INTERNAL_ERROR_MESSAGE
     trace = None
     if debug and exc is not None:
@@ -420,7 +417,7 @@ def internal_error_body(exc: BaseException | None, *, debug: bool = False,
     if trace is not None:
         detail = trace
     return f"{_INTERNAL_ERROR_TITLE}\n\n{detail}"
-    ### END SOLUTION
+
 
 
 def _wants_html(request: Any) -> bool:
@@ -491,7 +488,6 @@ def response_for_result(handler: Any, result: Any, *, request: Any = None,
     anything else the client gets `500 Internal Server Error` and the log names the
     handler and what it returned, so the bug is found.
     """
-    ### BEGIN SOLUTION
     if isinstance(result, StreamResponse) or callable(getattr(result, "prepare", None)):
         if getattr(result, "__http_exception__", False):
             warnings.warn("returning HTTPException object is deprecated (#2415) and will be "
@@ -508,4 +504,4 @@ def response_for_result(handler: Any, result: Any, *, request: Any = None,
     return HTTPInternalServerError(
         text=internal_error_body(None, html_page=html_page),
         content_type="text/html" if html_page else "text/plain")
-    ### END SOLUTION
+

@@ -389,7 +389,6 @@ def parse_chunk_size(line: bytes) -> int:
     checked and ignored (§7.1.1). Sizes of more than 16 hex digits are refused: they could
     overflow any real length.
     """
-    ### BEGIN SOLUTION
     digits = _HEX_DIGITS.match(line)
     if digits is None:
         raise TransferEncodingError(f"chunk size is not hex: {_show(line.decode('latin-1'))}")
@@ -400,7 +399,7 @@ def parse_chunk_size(line: bytes) -> int:
             f"invalid chunk extension {_show(line[digits.end():].decode('latin-1'))} "
             "(RFC 9112 §7.1.1)")
     return int(digits.group(), 16)
-    ### END SOLUTION
+
 
 
 def body_framing(version: HttpVersion, headers: CIMultiDictProxy[str]) -> tuple[bool, int | None]:
@@ -413,7 +412,6 @@ def body_framing(version: HttpVersion, headers: CIMultiDictProxy[str]) -> tuple[
     - Content-Length: exactly one field of digits only (§6.3 rule 5, §8.6 of RFC 9110).
     - neither: no body (§6.3 rule 6).
     """
-    ### BEGIN SOLUTION
     te_fields = headers.getall("Transfer-Encoding", None)
     cl_fields = headers.getall("Content-Length", None)
     if te_fields is None and cl_fields is None:
@@ -452,7 +450,7 @@ def body_framing(version: HttpVersion, headers: CIMultiDictProxy[str]) -> tuple[
     if length > _MAX_CONTENT_LENGTH:
         raise ContentLengthError(f"Content-Length {_show(value)} is too large")
     return False, length
-    ### END SOLUTION
+
 
 
 def connection_options(version: HttpVersion, headers: CIMultiDictProxy[str]) -> tuple[bool, bool]:
@@ -462,7 +460,6 @@ def connection_options(version: HttpVersion, headers: CIMultiDictProxy[str]) -> 
     `Connection: keep-alive`. An upgrade needs an `Upgrade` field and the `upgrade` token in
     Connection, on HTTP/1.1 (RFC 9110 §7.8: a server ignores Upgrade in an HTTP/1.0 request).
     """
-    ### BEGIN SOLUTION
     connection = headers.get("Connection")
     if connection is None:
         return version == HttpVersion10, False
@@ -477,7 +474,7 @@ def connection_options(version: HttpVersion, headers: CIMultiDictProxy[str]) -> 
     upgrade = ("upgrade" in tokens and version == HttpVersion11
                and headers.get("Upgrade") is not None)
     return should_close, upgrade
-    ### END SOLUTION
+
 
 
 _PORT_LIMIT = 65535  # our policy: RFC 3986 §3.2.3 bounds no port, a TCP port has 16 bits

@@ -100,7 +100,6 @@ def parse_cookie_header(value: str) -> list[tuple[str, str]]:
     dropped, a pair without "=" or without a name is skipped, and a value in double quotes
     loses its quotes (and the backslash escapes Python's SimpleCookie writes inside them).
     """
-    ### BEGIN SOLUTION
     pairs = []
     for piece in value.split(";"):
         name, eq, cookie_value = piece.partition("=")
@@ -112,7 +111,7 @@ def parse_cookie_header(value: str) -> list[tuple[str, str]]:
             cookie_value = _unquote_cookie(cookie_value[1:-1])
         pairs.append((name, cookie_value))
     return pairs
-    ### END SOLUTION
+
 
 
 _FORWARDED_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"

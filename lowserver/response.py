@@ -78,11 +78,9 @@ def format_http_date(timestamp: float) -> str:
     RFC 9110 §5.6.7: always GMT, English day and month names, two-digit day, four-digit
     year; fractions of a second are dropped.
     """
-    ### BEGIN SOLUTION
     year, month, day, hour, minute, second, weekday, *_ = time.gmtime(math.floor(timestamp))
     return (f"{_WEEKDAYS[weekday]}, {day:02d} {_MONTHS[month]} {year:04d} "
             f"{hour:02d}:{minute:02d}:{second:02d} GMT")
-    ### END SOLUTION
 
 
 _date_second = -1   # the second _date_text was formatted for
@@ -221,10 +219,8 @@ def must_be_empty_body(method: str, status: int) -> bool:
     Content) and 304 (Not Modified), and a 2xx answer to CONNECT (the connection becomes a
     tunnel) end with their header section.
     """
-    ### BEGIN SOLUTION
     return (status < 200 or status == 204 or status == 304 or method == "HEAD"
             or (method == "CONNECT" and status < 300))
-    ### END SOLUTION
 
 
 def should_remove_content_length(method: str, status: int) -> bool:
@@ -244,12 +240,11 @@ def status_line(version: HttpVersion, status: int, reason: str) -> str:
     client); the status code is three digits, 100 to 599 (RFC 9110 §15); the reason
     phrase may be empty but the space before it stays.
     """
-    ### BEGIN SOLUTION
     if not 100 <= status <= 599:
         raise ValueError(f"status code {status} is outside 100-599 (RFC 9110 §15)")
     protocol = "HTTP/1.1" if version >= HttpVersion11 else "HTTP/1.0"
     return f"{protocol} {status} {reason}"
-    ### END SOLUTION
+
 
 
 # A field name is a token (RFC 9110 §5.1); a field value holds no CR, LF, NUL or other

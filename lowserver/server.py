@@ -73,13 +73,11 @@ def decompression_wbits(encoding: str, first_byte: int) -> int:
     -MAX_WBITS. A zlib stream starts with a CMF byte whose low 4 bits are 8 (the deflate
     method); a raw stream's first byte starts a block, so tell them apart by that nibble.
     """
-    ### BEGIN SOLUTION
     if encoding == "gzip":
         return 16 + zlib.MAX_WBITS
     if encoding == "deflate":
         return zlib.MAX_WBITS if first_byte & 0x0F == 8 else -zlib.MAX_WBITS
     raise ValueError(f"no zlib format for content coding {encoding!r}")
-    ### END SOLUTION
 
 
 # Decoders share one shape: `decompress(data, limit)` returns at most `limit` bytes (data may
@@ -358,7 +356,6 @@ def timer_verdict(watch: str, now: float, deadline: float, reading_paused: bool,
     - "close": an idle connection or an unfinished head (slowloris) timed out, unless a
       handler is running (`busy`), which makes an idle watch "nothing".
     """
-    ### BEGIN SOLUTION
     if not watch:
         return "nothing"
     if now < deadline or (watch == "body" and reading_paused):
@@ -368,7 +365,7 @@ def timer_verdict(watch: str, now: float, deadline: float, reading_paused: bool,
     if watch == "idle" and busy:
         return "nothing"
     return "close"
-    ### END SOLUTION
+
 
 
 class RequestHandler(BaseProtocol):
@@ -876,7 +873,6 @@ class RequestHandler(BaseProtocol):
         """Read and drop what the handler left of the body (RFC 9112 §9.3: the next
         request starts after it), up to DRAIN_LIMIT bytes and `lingering_time` seconds;
         past either, the connection is closed instead."""
-        ### BEGIN SOLUTION
         if length is not None and length - payload.total_bytes > DRAIN_LIMIT:
             return False
         dropped = 0
@@ -889,7 +885,6 @@ class RequestHandler(BaseProtocol):
         except (asyncio.TimeoutError, ConnectionError, HTTPException, HttpProcessingError):
             return False
         return True
-        ### END SOLUTION
 
     def _after_response(self, keep: bool) -> None:
         """Keep the connection for the next request, or close it."""

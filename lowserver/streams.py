@@ -145,11 +145,10 @@ def next_reading_state(buffered: int, paused: bool, low_water: int, high_water: 
     Not paused: pause once more than `high_water` bytes are buffered. Paused: stay paused
     while `low_water` or more bytes remain, resume below it.
     """
-    ### BEGIN SOLUTION
     if paused:
         return buffered >= low_water
     return buffered > high_water
-    ### END SOLUTION
+
 
 
 class EofStream(Exception):
@@ -716,11 +715,10 @@ def frame_chunk(data: bytes | bytearray | memoryview) -> bytes:
 
     Empty data gives b"": a chunk of size zero is the last chunk and would end the body.
     """
-    ### BEGIN SOLUTION
     if not data:
         return b""
     return b"%x\r\n%b\r\n" % (len(data), data)
-    ### END SOLUTION
+
 
 
 def _culprit(status_line: str, headers: Any) -> str:
@@ -1013,7 +1011,6 @@ def parse_accept_encoding(value: str) -> dict[str, float]:
     elements, names that are not tokens (or `*`) and malformed weights are ignored; a coding
     listed twice keeps the lower weight.
     """
-    ### BEGIN SOLUTION
     weights: dict[str, float] = {}
     for element in value.split(","):
         coding, *params = element.split(";")
@@ -1033,7 +1030,7 @@ def parse_accept_encoding(value: str) -> dict[str, float]:
             continue
         weights[coding] = min(q, weights.get(coding, q))
     return weights
-    ### END SOLUTION
+
 
 
 def choose_content_coding(accept_encoding: str | None,

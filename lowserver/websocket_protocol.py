@@ -137,10 +137,9 @@ class WSHandshake(NamedTuple):
 
 def accept_key(key: str) -> str:
     """The Sec-WebSocket-Accept value for a Sec-WebSocket-Key (RFC 6455 §4.2.2 item 5.4)."""
-    ### BEGIN SOLUTION
     digest = hashlib.sha1(key.encode("ascii") + WS_KEY).digest()
     return base64.b64encode(digest).decode("ascii")
-    ### END SOLUTION
+
 
 
 def _ascii_lower(text: str) -> str:
@@ -245,7 +244,6 @@ def decode_payload_length(data: bytes, pos: int = 0) -> tuple[int, int] | None:
     Raises `WebSocketError(1002)` for a length not sent in the fewest bytes, or a 64-bit
     length with its most significant bit set (RFC 6455 §5.2).
     """
-    ### BEGIN SOLUTION
     if len(data) - pos < 2:
         return None
     length = data[pos + 1] & 0x7F
@@ -270,7 +268,7 @@ def decode_payload_length(data: bytes, pos: int = 0) -> tuple[int, int] | None:
         raise WebSocketError(WSCloseCode.PROTOCOL_ERROR, f"payload length {length} sent in "
                              "64 bits: the minimal encoding is required (RFC 6455 §5.2)")
     return length, pos + 10
-    ### END SOLUTION
+
 
 
 # --- masking (RFC 6455 §5.3) ---------------------------------------------------------------
@@ -300,7 +298,6 @@ def _translate_mask(mask: bytes, data: bytes | bytearray | memoryview) -> bytear
 
 def apply_mask(mask: bytes, data: bytes | bytearray | memoryview) -> bytes:
     """`data` XORed with the 4-byte `mask` repeated (RFC 6455 §5.3): masks and unmasks."""
-    ### BEGIN SOLUTION
     n = len(data)
     if n < _TRANSLATE_FROM:
         # one XOR of two integers: the data, and the mask repeated to the same length
@@ -313,7 +310,7 @@ def apply_mask(mask: bytes, data: bytes | bytearray | memoryview) -> bytes:
     view = memoryview(data)
     return b"".join([_translate_mask(mask, view[start:start + _MASK_BLOCK])
                      for start in range(0, n, _MASK_BLOCK)])
-    ### END SOLUTION
+
 
 
 # --- close frames (RFC 6455 §5.5.1, §7.4) --------------------------------------------------
@@ -828,7 +825,6 @@ def accept_deflate_offer(params: list[tuple[str, str | None]]) -> DeflateParams 
     Declined: an unknown parameter, a parameter given twice, an invalid value, and
     server_max_window_bits=8, which zlib cannot honour (it compresses with 9 bits at least).
     """
-    ### BEGIN SOLUTION
     seen: set[str] = set()
     server_no_takeover = client_no_takeover = False
     server_bits: int | None = None
@@ -854,7 +850,6 @@ def accept_deflate_offer(params: list[tuple[str, str | None]]) -> DeflateParams 
         else:                                              # §7: a parameter we do not know
             return None
     return DeflateParams(server_no_takeover, client_no_takeover, server_bits)
-    ### END SOLUTION
 
 
 def negotiate_permessage_deflate(header: str | None) -> DeflateParams | None:

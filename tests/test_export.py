@@ -199,3 +199,22 @@ def test_a_hand_written_module_is_never_overwritten(course, capsys):
                    new_code_cell("#| default_exp __init__"), new_code_cell("#| export\nX = 1"))
     assert "would overwrite the hand-written lowserver/__init__.py" in export_error(course, capsys)
     assert "Hand-written" in (course / "lowserver" / "__init__.py").read_text()
+
+
+def test_the_installed_package_carries_no_solution_markers():
+    package = Path(__file__).resolve().parent.parent / "lowserver"
+    marked = [path.name for path in sorted(package.glob("*.py"))
+              if "BEGIN SOLUTION" in path.read_text(encoding="utf-8")
+              or "END SOLUTION" in path.read_text(encoding="utf-8")]
+    assert not marked, f"modules that ship nbgrader's markers: {marked}"
+
+
+def test_the_exporter_keeps_a_solution_and_drops_its_markers(course):
+    write_notebook(course / "notebooks" / "02_marked.ipynb",
+                   new_code_cell("#| default_exp marked"),
+                   new_code_cell("#| export\ndef f():\n    ### BEGIN SOLUTION\n    return 1\n"
+                                 "    ### END SOLUTION\n"))
+    assert subprocess.run([sys.executable, "tools/export.py"], cwd=course,
+                          capture_output=True).returncode == 0
+    text = (course / "lowserver" / "marked.py").read_text()
+    assert "def f():\n    return 1\n" in text and "SOLUTION" not in text

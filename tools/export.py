@@ -3,7 +3,9 @@
 The notebooks are the source. A notebook names its module once, in a cell holding
 ``#| default_exp http_parser``; every code cell that starts with ``#| export`` goes into that
 module, and ``#| export request`` sends a cell to another module (nbdev's markers, so a
-notebook can feed two modules). Each generated module starts with a header line naming the
+notebook can feed two modules). The classroom markers ``### BEGIN SOLUTION`` and
+``### END SOLUTION`` (nbgrader's) stay in the notebooks, where `tools/student.py` finds the
+exercises, and are left out of the package: an installed module carries no marker lines. Each generated module starts with a header line naming the
 notebook it comes from; files without that header (``__init__.py``, ``web.py``, ...) are
 hand-written and never touched.
 
@@ -61,6 +63,14 @@ def _directives(source: str, where: str) -> tuple[list[tuple[str, str]], str]:
     return found, "\n".join(lines[body_start:]).strip("\n")
 
 
+_SOLUTION_MARKER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.MULTILINE)
+
+
+def without_solution_markers(code: str) -> str:
+    """`code` without its ``### BEGIN/END SOLUTION`` lines (what lies between them stays)."""
+    return _SOLUTION_MARKER.sub("", code) if "SOLUTION" in code else code
+
+
 def modules_of(notebook_path: Path) -> dict[str, str]:
     """Return {module name: generated source} for one notebook."""
     nb = nbformat.read(notebook_path, as_version=4)
@@ -77,7 +87,7 @@ def modules_of(notebook_path: Path) -> dict[str, str]:
                 target = arg or default
                 if target is None:
                     raise ExportError(f"{notebook_path.name}: '#| export' before '#| default_exp'")
-                pieces[target].append(body)
+                pieces[target].append(without_solution_markers(body))
     relative = notebook_path.relative_to(ROOT).as_posix()
     modules = {}
     for name, cells in pieces.items():
