@@ -16,23 +16,20 @@ new connection, with aiohttp's signature.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import socket
 import sys
-import zlib
 from collections import deque
 from typing import Any, Awaitable, Callable
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from lowserver.access_log import AbstractAccessLogger, AccessLogger, access_logger, server_logger
+from lowserver.body_decoding import BodyDecompressor
 from lowserver.exceptions import (
-    HTTPBadRequest,
     HTTPException,
     HTTPExpectationFailed,
     HTTPRequestTimeout,
-    HTTPUnsupportedMediaType,
     response_for_exception,
     response_for_result,
 )
@@ -48,6 +45,7 @@ from lowserver.http_parser import (
 from lowserver.request import BaseRequest
 from lowserver.response import Response, StreamResponse
 from lowserver.streams import EMPTY_PAYLOAD, BaseProtocol, StreamReader, StreamWriter
+from lowserver.write_batching import WriteCoalescer
 
 __all__ = ["Server", "RequestHandler"]
 
@@ -63,281 +61,6 @@ _EAGER = sys.version_info >= (3, 12)  # asyncio.Task(..., eager_start=True) exis
 _PLAIN_RESPONSES = frozenset({Response, StreamResponse})  # need no check of what came back
 MAX_PIPELINED = 32          # requests parsed ahead of the one being answered, before we pause
 DRAIN_LIMIT = 1024 * 1024   # unread body bytes we read and drop to keep the connection
-
-
-def decompression_wbits(encoding: str, first_byte: int) -> int:
-    """zlib's `wbits` for a body in `encoding` ("gzip" or "deflate") starting with `first_byte`.
-
-    gzip (RFC 1952) is 16 + MAX_WBITS. "deflate" means the zlib format (RFC 9110 §8.4.1.2,
-    RFC 1950): MAX_WBITS; but some clients send a raw deflate stream (RFC 1951) instead,
-    -MAX_WBITS. A zlib stream starts with a CMF byte whose low 4 bits are 8 (the deflate
-    method); a raw stream's first byte starts a block, so tell them apart by that nibble.
-    """
-    if encoding == "gzip":
-        return 16 + zlib.MAX_WBITS
-    if encoding == "deflate":
-        return zlib.MAX_WBITS if first_byte & 0x0F == 8 else -zlib.MAX_WBITS
-    raise ValueError(f"no zlib format for content coding {encoding!r}")
-
-
-# Decoders share one shape: `decompress(data, limit)` returns at most `limit` bytes (data may
-# be b"" to get more of what the input already holds); `more` is True while output is still
-# waiting inside; `eof` is True once the compressed stream ended.
-
-class _ZlibDecoder:
-    """gzip or deflate, through the standard library's zlib."""
-
-    def __init__(self, wbits: int) -> None:
-        self._zlib = zlib.decompressobj(wbits=wbits)
-        self._full = False                 # the last call stopped at its limit
-
-    def decompress(self, data: bytes, limit: int) -> bytes:
-        zlib_ = self._zlib
-        plain = zlib_.decompress(zlib_.unconsumed_tail + data, limit)
-        self._full = len(plain) == limit
-        if zlib_.unused_data:
-            raise ValueError("data after the end of the compressed stream")
-        return plain
-
-    @property
-    def more(self) -> bool:
-        return bool(self._zlib.unconsumed_tail) or self._full and not self._zlib.eof
-
-    @property
-    def eof(self) -> bool:
-        return self._zlib.eof
-
-
-class _BrotliDecoder:
-    """Brotli (RFC 7932), through the optional `Brotli` package."""
-
-    def __init__(self, brotli: Any) -> None:
-        self._brotli = brotli.Decompressor()
-        self._full = False                 # the last call stopped at (about) its limit
-        self._limited = True               # Brotli < 1.2 has no output limit
-
-    def decompress(self, data: bytes, limit: int) -> bytes:
-        brotli = self._brotli
-        if data and brotli.is_finished():
-            raise ValueError("data after the end of the compressed stream")
-        if self._limited:
-            try:
-                plain = brotli.process(data, output_buffer_limit=limit)
-            except TypeError:
-                self._limited = False
-        if not self._limited:
-            plain = brotli.process(data)
-        self._full = len(plain) >= limit
-        return plain
-
-    @property
-    def more(self) -> bool:
-        brotli = self._brotli
-        return (self._full or not brotli.can_accept_more_data()) and not brotli.is_finished()
-
-    @property
-    def eof(self) -> bool:
-        return self._brotli.is_finished()
-
-
-class _ZstdDecoder:
-    """Zstandard (RFC 8878), through `compression.zstd` (Python 3.14+) or the optional
-    `backports.zstd`, with the 8 MiB window RFC 9659 §3 lets an HTTP recipient refuse beyond
-    (a bigger window would let a small body claim a big buffer)."""
-
-    def __init__(self, zstd: Any) -> None:
-        window = {zstd.DecompressionParameter.window_log_max: 23}
-        self._zstd = zstd.ZstdDecompressor(options=window)
-
-    def decompress(self, data: bytes, limit: int) -> bytes:
-        zstd = self._zstd
-        if data and zstd.eof:
-            raise ValueError("data after the end of the compressed stream")
-        plain = zstd.decompress(data, limit)
-        if zstd.unused_data:
-            raise ValueError("data after the end of the compressed stream")
-        return plain
-
-    @property
-    def more(self) -> bool:
-        return not self._zstd.needs_input and not self._zstd.eof
-
-    @property
-    def eof(self) -> bool:
-        return self._zstd.eof
-
-
-def _optional_module(*names: str) -> Any:
-    """The first of the modules `names` that can be imported, or None."""
-    for name in names:
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    return None
-
-
-_brotli = _optional_module("brotli")
-_zstd = _optional_module("compression.zstd", "backports.zstd")
-
-
-def decodable_codings() -> list[str]:
-    """The content codings auto_decompress can undo here (RFC 9110 §8.4.1)."""
-    return ["gzip", "deflate"] + ["br"] * (_brotli is not None) + ["zstd"] * (_zstd is not None)
-
-
-def body_decoder(encoding: str, first_byte: int) -> Any:
-    """A decoder for a request body in `encoding` that begins with `first_byte`.
-
-    A coding the parser knows but this server cannot decode (br or zstd without their
-    optional package) is a 415, whose Accept-Encoding says what would do (RFC 9110
-    §15.5.16, §12.5.3): the body is never handed over still compressed.
-    """
-    if encoding in ("gzip", "deflate"):
-        return _ZlibDecoder(decompression_wbits(encoding, first_byte))
-    if encoding == "br" and _brotli is not None:
-        return _BrotliDecoder(_brotli)
-    if encoding == "zstd" and _zstd is not None:
-        return _ZstdDecoder(_zstd)
-    raise HTTPUnsupportedMediaType(
-        headers={"Accept-Encoding": ", ".join(decodable_codings())},
-        text=f"request body in content coding {encoding!r}, which this server cannot decode")
-
-
-class BodyDecompressor:
-    """Undo a request's Content-Encoding while the body streams in (aiohttp's auto_decompress).
-
-    gzip (RFC 1952); deflate, which is zlib-wrapped (RFC 9110 §8.4.1.2) though some clients
-    send it raw, and the first byte tells which; br and zstd when their package is installed
-    (else a 415). Bad compressed data, data after the end of the compressed stream, and a
-    body that ends inside it are 400s. Chunk ends are passed on to the stream.
-
-    A few KiB of deflate can inflate to gigabytes: output is made `PIECE` bytes at a time,
-    and none while the body stream is full. The stream's flow control comes here (this is
-    the protocol it pauses and resumes): compressed bytes already received wait, the
-    connection stops reading, and decompression goes on when the handler has read.
-    """
-
-    PIECE = 64 * 1024
-
-    def __init__(self, connection: Any, encoding: str, limit: int,
-                 on_first_read: Callable[[], None] | None) -> None:
-        self._connection = connection
-        self._encoding = encoding
-        self._decoder: Any = None
-        self._input: deque[bytes] = deque()   # compressed bytes not given to the decoder yet
-        self._paused = False                   # the body stream is full
-        self._ended = False                    # the compressed body has all arrived
-        self._payload = StreamReader(self, limit, loop=connection._loop,
-                                     on_first_read=on_first_read)
-
-    # -- what the body stream asks of its protocol ----------------------------------------
-    @property
-    def connected(self) -> bool:
-        return self._connection.connected
-
-    def pause_reading(self) -> None:
-        self._paused = True
-        self._connection.pause_reading()
-
-    def resume_reading(self) -> None:
-        self._paused = False
-        self._pump()
-        if not self._paused:
-            self._connection.resume_reading()
-
-    # -- what the server feeds -------------------------------------------------------------
-    def feed_data(self, data: bytes) -> None:
-        if self._decoder is None:
-            self._decoder = body_decoder(self._encoding, data[0])  # HTTPException: a 415
-        for start in range(0, len(data), self.PIECE):  # what a decoder keeps stays small
-            self._input.append(data[start:start + self.PIECE])
-        self._pump()
-
-    def end_http_chunk_receiving(self) -> None:
-        self._payload.end_http_chunk_receiving()
-
-    def feed_eof(self) -> None:
-        self._ended = True
-        self._pump()
-
-    def _pump(self) -> None:
-        """Decompress what waits, while the body stream takes more; end it if all is done."""
-        payload, decoder = self._payload, self._decoder
-        if payload.exception() is not None:
-            return
-        try:
-            while not self._paused:
-                if decoder is not None and decoder.more:
-                    plain = decoder.decompress(b"", self.PIECE)
-                elif self._input:
-                    plain = decoder.decompress(self._input.popleft(), self.PIECE)
-                else:
-                    break
-                if plain:
-                    payload.feed_data(plain)   # may pause us
-            if self._ended and not self._paused and not self._input and not payload.is_eof():
-                if decoder is not None and not decoder.eof:
-                    raise ValueError("the body ends inside the compressed stream")
-                payload.feed_eof()
-        except Exception as error:   # zlib.error, brotli.error, ZstdError, ValueError
-            self._input.clear()
-            payload.set_exception(HTTPBadRequest(
-                text=f"request body is not valid {self._encoding}: {error}"))
-
-
-class WriteCoalescer:
-    """Stands in for the transport while pipelined requests are answered: the writes of one
-    event-loop iteration leave together, in one `transport.write()` (one `send()`), at the
-    end of the iteration, or as soon as 64 KiB are waiting. Everything else is the
-    transport's own. A handler that waits (for a body, a timer) ends the iteration, so
-    nothing written is ever held back longer than that.
-    """
-
-    __slots__ = ("transport", "_loop", "_chunks", "_size")
-    LIMIT = 64 * 1024
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self.transport = transport
-        self._loop = loop
-        self._chunks: list[bytes] = []
-        self._size = 0
-
-    def write(self, data: bytes) -> None:
-        if not self._chunks:
-            self._loop.call_soon(self.flush)
-        self._chunks.append(data)
-        self._size += len(data)
-        if self._size >= self.LIMIT:
-            self.flush()
-
-    def writelines(self, chunks: Any) -> None:
-        for data in chunks:
-            self.write(data)
-
-    def flush(self) -> None:
-        chunks = self._chunks
-        if chunks:
-            self._chunks, self._size = [], 0
-            if not self.transport.is_closing():
-                self.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
-
-    def get_write_buffer_size(self) -> int:
-        return self.transport.get_write_buffer_size() + self._size
-
-    def is_closing(self) -> bool:   # asked before every write: not through __getattr__
-        return self.transport.is_closing()
-
-    def write_eof(self) -> None:
-        self.flush()
-        self.transport.write_eof()
-
-    def close(self) -> None:
-        self.flush()
-        self.transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.transport, name)
 
 
 def timer_verdict(watch: str, now: float, deadline: float, reading_paused: bool,

@@ -8,7 +8,8 @@ import zlib
 
 import pytest
 
-from lowserver.server import DRAIN_LIMIT, RequestHandler, decompression_wbits, timer_verdict
+from lowserver.body_decoding import decompression_wbits
+from lowserver.server import DRAIN_LIMIT, RequestHandler, timer_verdict
 
 
 def test_exercise_1_decompression_wbits():

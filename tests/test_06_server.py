@@ -376,8 +376,8 @@ async def test_bad_compressed_body_is_a_400(body, reason):
 
 
 async def test_a_coding_without_its_package_is_a_415_naming_what_would_do(monkeypatch):
-    import lowserver.server as server_module
-    monkeypatch.setattr(server_module, "_brotli", None)
+    import lowserver.body_decoding as body_decoding
+    monkeypatch.setattr(body_decoding, "_brotli", None)
     body = b"\x8b\x02\x80hello\x03"   # whatever: it is never decoded
     request = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Encoding: br\r\n"
                b"Content-Length: %d\r\n\r\n%b" % (len(body), body))
