@@ -11,7 +11,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# name -> module that defines it (modules are stage-by-stage; see DESIGN.md)
+# name -> module that defines it (modules are stage-by-stage: README.md, "Layout")
 _EXPORTS: dict[str, str] = {}
 
 
@@ -23,7 +23,7 @@ def _register(module: str, *names: str) -> None:
 _register("http_parser", "HttpRequestParser", "RawRequestMessage", "HttpVersion",
           "HttpVersion10", "HttpVersion11", "EndOfMessage", "EndOfChunk", "END_OF_CHUNK",
           "HttpProcessingError",
-          "BadHttpMessage", "BadStatusLine", "InvalidHeader", "LineTooLong",
+          "BadHttpMessage", "BadStatusLine", "InvalidHeader", "InvalidURLError", "LineTooLong",
           "HeaderFieldsTooLarge", "TransferEncodingError", "ContentLengthError",
           "UnsupportedTransferCoding", "HttpVersionNotSupported")
 _register("streams", "StreamReader", "StreamWriter", "EMPTY_PAYLOAD", "EofStream")

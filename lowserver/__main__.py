@@ -1,6 +1,6 @@
 """Run the demo server: ``python -m lowserver [--host H] [--port P]``.
 
-Hand-written (not generated). It serves DESIGN.md's program through lowserver's own
+Hand-written (not generated). It serves the README's program (aiohttp's low-level example) through lowserver's own
 `ServerRunner` and `TCPSite`, with a handler that shows what it received:
 
 - ``/stream?n=N`` streams N lines with chunked encoding (`StreamResponse`);
