@@ -5,14 +5,10 @@ NotImplementedError on the student stub and passes on a correct solution.
 """
 import asyncio
 
-from lowserver.streams import (
-    BaseProtocol,
-    StreamReader,
-    StreamWriter,
-    frame_chunk,
-    next_reading_state,
-    parse_accept_encoding,
-)
+from lowserver.body_writer import StreamWriter, frame_chunk
+from lowserver.codings import parse_accept_encoding
+from lowserver.flow_control import BaseProtocol, next_reading_state
+from lowserver.streams import StreamReader
 
 
 class _Transport(asyncio.Transport):
@@ -34,7 +30,37 @@ class _Transport(asyncio.Transport):
         self.reading = True
 
 
-def test_exercise_1_frame_chunk():
+def test_exercise_1_next_reading_state():
+    low, high = 10, 20
+    # not paused: pause only above the high-water mark
+    assert next_reading_state(0, False, low, high) is False
+    assert next_reading_state(15, False, low, high) is False
+    assert next_reading_state(20, False, low, high) is False
+    assert next_reading_state(21, False, low, high) is True
+    # paused: stay paused until below the low-water mark (hysteresis)
+    assert next_reading_state(21, True, low, high) is True
+    assert next_reading_state(15, True, low, high) is True
+    assert next_reading_state(10, True, low, high) is True
+    assert next_reading_state(9, True, low, high) is False
+    assert next_reading_state(0, True, low, high) is False
+
+
+async def test_exercise_1_next_reading_state_drives_the_reader():
+    protocol = BaseProtocol(asyncio.get_running_loop())
+    transport = _Transport()
+    protocol.connection_made(transport)
+    reader = StreamReader(protocol, limit=4)
+    reader.feed_data(b"12345678")
+    assert transport.reading
+    reader.feed_data(b"9")
+    assert not transport.reading
+    await reader.read(5)
+    assert not transport.reading
+    await reader.read(1)
+    assert transport.reading
+
+
+def test_exercise_2_frame_chunk():
     assert frame_chunk(b"hello") == b"5\r\nhello\r\n"
     assert frame_chunk(b"") == b""                       # never the last chunk by accident
     assert frame_chunk(b"x" * 10) == b"a\r\n" + b"x" * 10 + b"\r\n"      # hex, lower case
@@ -45,7 +71,7 @@ def test_exercise_1_frame_chunk():
     assert isinstance(frame_chunk(b"abc"), bytes)
 
 
-async def test_exercise_1_frame_chunk_in_the_writer():
+async def test_exercise_2_frame_chunk_in_the_writer():
     protocol = BaseProtocol(asyncio.get_running_loop())
     transport = _Transport()
     protocol.connection_made(transport)
@@ -57,7 +83,7 @@ async def test_exercise_1_frame_chunk_in_the_writer():
     assert b"".join(transport.writes) == b"3\r\nabc\r\n10\r\n" + b"d" * 16 + b"\r\n0\r\n\r\n"
 
 
-def test_exercise_2_parse_accept_encoding():
+def test_exercise_3_parse_accept_encoding():
     assert parse_accept_encoding("gzip") == {"gzip": 1.0}
     assert parse_accept_encoding("gzip, deflate") == {"gzip": 1.0, "deflate": 1.0}
     assert parse_accept_encoding("gzip;q=0.5, deflate;q=0") == {"gzip": 0.5, "deflate": 0.0}
@@ -79,33 +105,3 @@ def test_exercise_2_parse_accept_encoding():
     assert parse_accept_encoding("gzip;level=1;q=0.4") == {"gzip": 0.4}
     assert parse_accept_encoding("gzip, gzip;q=0") == {"gzip": 0.0}
     assert parse_accept_encoding("gzip;q=0.2, x-gzip;q=0.9") == {"gzip": 0.2}
-
-
-def test_exercise_3_next_reading_state():
-    low, high = 10, 20
-    # not paused: pause only above the high-water mark
-    assert next_reading_state(0, False, low, high) is False
-    assert next_reading_state(15, False, low, high) is False
-    assert next_reading_state(20, False, low, high) is False
-    assert next_reading_state(21, False, low, high) is True
-    # paused: stay paused until below the low-water mark (hysteresis)
-    assert next_reading_state(21, True, low, high) is True
-    assert next_reading_state(15, True, low, high) is True
-    assert next_reading_state(10, True, low, high) is True
-    assert next_reading_state(9, True, low, high) is False
-    assert next_reading_state(0, True, low, high) is False
-
-
-async def test_exercise_3_next_reading_state_drives_the_reader():
-    protocol = BaseProtocol(asyncio.get_running_loop())
-    transport = _Transport()
-    protocol.connection_made(transport)
-    reader = StreamReader(protocol, limit=4)
-    reader.feed_data(b"12345678")
-    assert transport.reading
-    reader.feed_data(b"9")
-    assert not transport.reading
-    await reader.read(5)
-    assert not transport.reading
-    await reader.read(1)
-    assert transport.reading

@@ -1,4 +1,4 @@
-"""Stage 04: StreamReader, StreamWriter, BaseProtocol and content-coding negotiation.
+"""Stage 04: StreamReader, StreamWriter, BaseProtocol and content codings (negotiation, compressors).
 
 Everything runs over an in-memory fake transport: no sockets. Flow-control tests assert the
 stream's own `peak_buffered`, never process memory or timings.
@@ -13,19 +13,21 @@ import zlib
 import pytest
 from multidict import CIMultiDict
 
+from lowserver.body_buffer import BodyBuffer
+from lowserver.body_writer import (
+    ContentLengthExceededError,
+    StreamWriter,
+    frame_chunk,
+    serialize_head,
+)
+from lowserver.codings import choose_content_coding, compressor, parse_accept_encoding
+from lowserver.flow_control import BaseProtocol
 from lowserver.streams import (
     EMPTY_PAYLOAD,
-    BaseProtocol,
-    ContentLengthExceededError,
     EmptyStreamReader,
     EofStream,
     LineTooLongError,
     StreamReader,
-    StreamWriter,
-    choose_content_coding,
-    frame_chunk,
-    parse_accept_encoding,
-    serialize_head,
 )
 
 
@@ -1104,3 +1106,44 @@ def test_parse_accept_encoding():
     assert parse_accept_encoding("gzip;q=0.5, , DEFLATE, br;q=2, *;q=0, x-gzip;q=0.7") == \
         {"gzip": 0.5, "deflate": 1.0, "*": 0.0}
     assert parse_accept_encoding("identity;q=0.25") == {"identity": 0.25}
+
+
+# --- the rooms ------------------------------------------------------------------------------
+
+def test_compressor_makes_the_two_formats_and_refuses_others():
+    for coding, decompress in (("gzip", gzip.decompress), ("deflate", zlib.decompress)):
+        compress = compressor(coding)
+        assert decompress(compress.compress(b"abc" * 50) + compress.flush()) == b"abc" * 50
+    with pytest.raises(ValueError, match="unsupported content coding 'br'"):
+        compressor("br")
+
+
+def test_old_import_paths_still_work():
+    """response, server, testing (and notebooks 02, 06) import these from streams."""
+    import lowserver.body_writer
+    import lowserver.codings
+    import lowserver.flow_control
+    import lowserver.streams as streams
+    assert streams.BaseProtocol is lowserver.flow_control.BaseProtocol
+    assert streams.StreamWriter is lowserver.body_writer.StreamWriter
+    assert streams.ContentLengthExceededError is lowserver.body_writer.ContentLengthExceededError
+    assert streams.choose_content_coding is lowserver.codings.choose_content_coding
+
+
+def test_rooms_layering():
+    """codings is sans-I/O; the writer never imports the reader, nor the buffer the reader."""
+    import ast
+    import importlib.util
+
+    def imports(room):
+        path = importlib.util.find_spec(f"lowserver.{room}").origin
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        return {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names} | {node.module for node in ast.walk(tree)
+                                            if isinstance(node, ast.ImportFrom)}
+    assert "asyncio" not in imports("codings")
+    assert not {"lowserver.streams", "lowserver.body_buffer"} & imports("body_writer")
+    assert "lowserver.streams" not in imports("body_buffer")
+    assert not {name for name in imports("flow_control") if name.startswith("lowserver")}
+    assert issubclass(StreamReader, BodyBuffer)
