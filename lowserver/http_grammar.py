@@ -90,7 +90,8 @@ def ascii_lower(text: str) -> str:
 
 def _list_elements(value: str) -> list[str]:
     """The lowercased members of a comma-separated list field (RFC 9110 §5.6.1)."""
-    return [ascii_lower(item.strip(" \t")) for item in value.split(",") if item.strip(" \t")]
+    value = value.lower() if value.isascii() else value.translate(_ASCII_LOWER)
+    return [item.strip(" \t") for item in value.split(",") if item.strip(" \t")]
 
 
 def parse_request_line(line: str) -> tuple[str, str, HttpVersion]:
@@ -249,13 +250,11 @@ def connection_options(version: HttpVersion, headers: CIMultiDictProxy[str]) -> 
     `Connection: keep-alive`. An upgrade needs an `Upgrade` field and the `upgrade` token in
     Connection, on HTTP/1.1 (RFC 9110 §7.8: a server ignores Upgrade in an HTTP/1.0 request).
     """
-    connection = headers.get("Connection")
-    if connection is None:
+    lines = headers.getall("Connection", None)
+    if lines is None:
         return version == HttpVersion10, False
-    lines = headers.getall("Connection")
-    if len(lines) > 1:   # one list made of all its field lines (RFC 9110 §5.3)
-        connection = ", ".join(lines)
-    tokens = _list_elements(connection)
+    # a list field on several lines is one list made of all of them (RFC 9110 §5.3)
+    tokens = _list_elements(lines[0] if len(lines) == 1 else ", ".join(lines))
     if "close" in tokens:
         should_close = True
     else:

@@ -247,46 +247,71 @@ class _HeadParsing:
         return trailers
 
 
-class _BodyFraming:
-    """The small states of a chunked body (RFC 9112 §7.1), its size lines and the CRLF after
-    each chunk's data (each returns the position after what it read, or -1 when the bytes
-    stop first: what is left is kept); and the end of a message."""
+class _ChunkedBody:
+    """A chunked body's states (RFC 9112 §7.1): chunk-size line, chunk data, the CRLF after
+    it, and the trailer section after the last chunk; and the end of a message."""
 
-    _state: str
-    _buffer: bytearray
-    _remaining: int
-    _message: RawRequestMessage | None
-    max_field_size: int
-    _keep_partial: Any
-    _pause: Any
-
-    def _chunk_size_line(self, data: bytes, pos: int) -> int:
-        end = data.find(b"\r\n", pos)
-        if end == -1:
-            self._keep_partial(data, pos, _CHUNK_SIZE)
-            return -1
-        if end - pos > self.max_field_size:
-            raise TransferEncodingError(
-                f"chunk-size line longer than {self.max_field_size} bytes")
-        chunk_size = parse_chunk_size(data[pos:end])
-        if chunk_size:
-            self._remaining = chunk_size
-            self._state = _CHUNK_DATA
-        else:
-            self._state = _TRAILERS
-        return end + 2
-
-    def _after_chunk_data(self, data: bytes, pos: int) -> int:
-        if len(data) - pos < 2:
-            if data[pos:] != b"\r":
-                raise TransferEncodingError("chunk data is not followed by CRLF "
-                                            "(RFC 9112 §7.1)")
-            self._buffer += data[pos:]
-            return -1
-        if data[pos:pos + 2] != b"\r\n":
-            raise TransferEncodingError("chunk data is not followed by CRLF (RFC 9112 §7.1)")
-        self._state = _CHUNK_SIZE
-        return pos + 2
+    def _parse_chunked(self, data: bytes, pos: int, events: list) -> int:
+        """From `pos` to the body's end: the position after it, or -1 when the bytes stop
+        first (what is left is kept) or the parser pauses behind the message."""
+        size = len(data)
+        while pos < size:
+            state = self._state
+            if state == _CHUNK_DATA:
+                remaining = self._remaining
+                if size - pos <= remaining:
+                    events.append(data if pos == 0 else data[pos:])
+                    self._remaining = remaining - (size - pos)
+                    if self._remaining:
+                        return -1
+                    pos = size
+                else:
+                    events.append(data[pos:pos + remaining])
+                    pos += remaining
+                    self._remaining = 0
+                self._state = _CHUNK_END
+                if self.chunk_ends:
+                    events.append(END_OF_CHUNK)
+            elif state == _CHUNK_SIZE:
+                end = data.find(b"\r\n", pos)
+                if end == -1:
+                    self._keep_partial(data, pos, _CHUNK_SIZE)
+                    return -1
+                if end - pos > self.max_field_size:
+                    raise TransferEncodingError(
+                        f"chunk-size line longer than {self.max_field_size} bytes")
+                chunk_size = parse_chunk_size(data[pos:end])
+                pos = end + 2
+                if chunk_size:
+                    self._remaining = chunk_size
+                    self._state = _CHUNK_DATA
+                else:
+                    self._state = _TRAILERS
+            elif state == _CHUNK_END:
+                if size - pos < 2:
+                    if data[pos:] != b"\r":
+                        raise TransferEncodingError("chunk data is not followed by CRLF "
+                                                    "(RFC 9112 §7.1)")
+                    self._buffer += data[pos:]
+                    return -1
+                if data[pos:pos + 2] != b"\r\n":
+                    raise TransferEncodingError("chunk data is not followed by CRLF "
+                                                "(RFC 9112 §7.1)")
+                pos += 2
+                self._state = _CHUNK_SIZE
+            else:   # _TRAILERS
+                if data.startswith(b"\r\n", pos):
+                    pos += 2
+                    end_event = _END
+                else:
+                    end = data.find(b"\r\n\r\n", pos)
+                    if end == -1:
+                        self._keep_partial(data, pos, _TRAILERS)
+                        return -1
+                    end_event = EndOfMessage(self._parse_trailers(data, pos, end))
+                    pos = end + 4
+                return -1 if self._end_message(events, end_event, data, pos) else pos
+        return pos
 
     def _end_message(self, events: list, end_event: EndOfMessage, data: bytes,
                      pos: int) -> bool:
@@ -367,50 +392,29 @@ class _StateMachine:
                     if message.upgrade or message.method == "CONNECT":
                         self._pause(data, pos)
                         return
-            elif state == _BODY or state == _CHUNK_DATA:
+            elif state == _BODY:
                 remaining = self._remaining
                 if size - pos <= remaining:
                     events.append(data if pos == 0 else data[pos:])
                     self._remaining = remaining - (size - pos)
-                    pos = size
                     if self._remaining:
                         return
+                    pos = size
                 else:
                     events.append(data[pos:pos + remaining])
                     pos += remaining
                     self._remaining = 0
-                if state == _CHUNK_DATA:
-                    self._state = _CHUNK_END
-                    if self.chunk_ends:
-                        events.append(END_OF_CHUNK)
-                elif self._end_message(events, _END, data, pos):
+                if self._end_message(events, _END, data, pos):
                     return
-            elif state == _CHUNK_SIZE:
-                pos = self._chunk_size_line(data, pos)
-                if pos < 0:
-                    return
-            elif state == _CHUNK_END:
-                pos = self._after_chunk_data(data, pos)
-                if pos < 0:
-                    return
-            elif state == _TRAILERS:
-                if data.startswith(b"\r\n", pos):
-                    pos += 2
-                    end_event = _END
-                else:
-                    end = data.find(b"\r\n\r\n", pos)
-                    if end == -1:
-                        self._keep_partial(data, pos, _TRAILERS)
-                        return
-                    end_event = EndOfMessage(self._parse_trailers(data, pos, end))
-                    pos = end + 4
-                if self._end_message(events, end_event, data, pos):
-                    return
-            else:  # pragma: no cover - _PAUSED and _DEAD never reach the loop
+            elif state == _PAUSED or state == _DEAD:  # pragma: no cover - never in the loop
                 raise AssertionError(state)
+            else:   # one of a chunked body's states: run them to the body's end
+                pos = self._parse_chunked(data, pos, events)
+                if pos < 0:
+                    return
 
 
-class HttpRequestParser(_StateMachine, _BodyFraming, _HeadParsing, _Limits, _IncompleteInput,
+class HttpRequestParser(_StateMachine, _ChunkedBody, _HeadParsing, _Limits, _IncompleteInput,
                         _SwitchingProtocols):
     """Turn the bytes of one connection into request events (sans-I/O).
 
