@@ -12,11 +12,12 @@ import zlib
 from collections.abc import Iterable
 from typing import Any
 
+from lowserver.http_grammar import TOKEN_RE   # RFC 9110 §5.6.2, declared once (stage 01)
+
 __all__ = ["parse_accept_encoding", "choose_content_coding", "compression_wbits",
            "compressor"]
 
 
-_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")           # RFC 9110 §5.6.2
 _QVALUE_RE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")       # RFC 9110 §12.4.2
 
 
@@ -31,7 +32,7 @@ def parse_accept_encoding(value: str) -> dict[str, float]:
     for element in value.split(","):
         coding, *params = element.split(";")
         coding = coding.strip().lower()
-        if not coding or (coding != "*" and not _TOKEN_RE.fullmatch(coding)):
+        if not coding or (coding != "*" and not TOKEN_RE.fullmatch(coding)):
             continue
         if coding == "x-gzip":                        # RFC 9110 §8.4.1.3
             coding = "gzip"
