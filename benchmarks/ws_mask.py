@@ -9,7 +9,7 @@ must give the same bytes; the table shows microseconds per call (best of --repea
     aiohttp      aiohttp's _websocket_mask_python: four strided bytes.translate calls on a
                  bytearray (the bytearray(payload) copy its reader makes is included)
     translate    the same strided translate on the whole payload at once, no blocks
-    lowserver    lowserver.websocket_protocol.apply_mask: int XOR under 1 KiB, strided
+    lowserver    lowserver.websocket_frames.apply_mask: int XOR under 1 KiB, strided
                  translate up to 64 KiB, then translate 64 KiB block by block
 
     python benchmarks/ws_mask.py                  # ~30 s; prints a Markdown table
@@ -36,12 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # aiohttp's pure-Python code paths only (its reader would otherwise unmask with C)
 os.environ["AIOHTTP_NO_EXTENSIONS"] = "1"
 
-from lowserver.websocket_protocol import (  # noqa: E402
-    _XOR_TABLES,
-    WebSocketParser,
-    apply_mask,
-    build_frame,
-)
+from lowserver.websocket_frames import _XOR_TABLES, apply_mask, build_frame  # noqa: E402
+from lowserver.websocket_parser import WebSocketParser  # noqa: E402
 
 MASK = b"\x37\xfa\x21\x3d"
 DEFAULT_SIZES = [32, 125, 1024, 16384, 65536, 1 << 20, 16 << 20]
@@ -196,12 +192,13 @@ def parser_table(repeat: int) -> None:
 
 def blocks_in_the_parser(repeat: int) -> None:
     """The parser unmasking multi-MiB messages with apply_mask, then without its blocks."""
-    import lowserver.websocket_protocol as protocol
+    import lowserver.websocket_frames as frames
+    import lowserver.websocket_parser as protocol   # the parser calls its own apply_mask
 
     def unblocked(mask: bytes, data: bytes) -> bytes:
-        if len(data) < protocol._TRANSLATE_FROM:
+        if len(data) < frames._TRANSLATE_FROM:
             return int_little(mask, data)
-        return bytes(protocol._translate_mask(mask, data))
+        return bytes(frames._translate_mask(mask, data))
 
     size, read = 16 << 20, 262144
     stream = b"".join(build_frame(os.urandom(size), 0x2, mask=MASK) for _ in range(3))

@@ -9,14 +9,9 @@ from itertools import cycle
 
 import pytest
 
-from lowserver.websocket_protocol import (
-    DeflateParams,
-    WebSocketError,
-    accept_deflate_offer,
-    accept_key,
-    apply_mask,
-    decode_payload_length,
-)
+from lowserver.websocket_deflate import DeflateParams, accept_deflate_offer
+from lowserver.websocket_frames import WebSocketError, apply_mask, decode_payload_length
+from lowserver.websocket_handshake import accept_key
 
 
 def test_exercise_1_accept_key():

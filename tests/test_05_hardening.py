@@ -24,18 +24,16 @@ import pytest
 
 from loopback import serve
 from lowserver import web
-from lowserver.websocket_protocol import (
+from lowserver.websocket_deflate import PerMessageDeflate, negotiate_permessage_deflate
+from lowserver.websocket_frames import (
     FrameWriter,
-    PerMessageDeflate,
-    WebSocketParser,
-    WSHandshakeError,
     WSMsgType,
     apply_mask,
     build_frame,
     frame_header,
-    negotiate_permessage_deflate,
-    server_handshake,
 )
+from lowserver.websocket_handshake import WSHandshakeError, server_handshake
+from lowserver.websocket_parser import WebSocketParser
 
 LONG = 10.0           # upper bound for anything that should take (much) less
 SOON = 1.0            # "at once", generously: what the old behaviour took 10 s to do

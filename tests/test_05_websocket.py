@@ -23,18 +23,18 @@ from lowserver.websocket import (
     WebSocketResponse,
     WSMessageTypeError,
 )
-from lowserver.websocket_protocol import (
+from lowserver.websocket_deflate import PerMessageDeflate
+from lowserver.websocket_frames import (
     FrameWriter,
-    PerMessageDeflate,
     WebSocketError,
-    WebSocketParser,
     WSMsgType,
-    accept_key,
     apply_mask,
     build_close_frame,
     build_frame,
     frame_header,
 )
+from lowserver.websocket_handshake import accept_key
+from lowserver.websocket_parser import WebSocketParser
 
 TEXT, BINARY, PING, PONG = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.PING, WSMsgType.PONG
 CLOSE, CLOSING, CLOSED, ERROR = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED,

@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect as websockets_connect
 
 from lowserver import web
 from loopback import serve
-from lowserver.websocket_protocol import WSMsgType, apply_mask, frame_header
+from lowserver.websocket_frames import WSMsgType, apply_mask, frame_header
 
 LONG = 20.0           # upper bound for anything that should take (much) less
 MASK = b"\x37\xfa\x21\x3d"

@@ -18,7 +18,7 @@ import pytest
 
 from lowserver import web
 from loopback import LONG, serve
-from lowserver.websocket_protocol import apply_mask, frame_header
+from lowserver.websocket_frames import apply_mask, frame_header
 
 
 async def echo(request):

@@ -13,16 +13,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from lowserver.websocket_protocol import (
+from lowserver.websocket_deflate import (
+    DeflateParams,
+    PerMessageDeflate,
+    negotiate_permessage_deflate,
+    parse_extensions,
+)
+from lowserver.websocket_frames import (
     DEFAULT_MAX_MSG_SIZE,
     WS_CLOSE_NO_STATUS,
-    DeflateParams,
     FrameWriter,
-    PerMessageDeflate,
     WebSocketError,
-    WebSocketParser,
     WSCloseCode,
-    WSHandshakeError,
     WSMessage,
     WSMsgType,
     apply_mask,
@@ -31,11 +33,10 @@ from lowserver.websocket_protocol import (
     close_payload,
     frame_header,
     is_valid_close_code,
-    negotiate_permessage_deflate,
     parse_close_payload,
-    parse_extensions,
-    server_handshake,
 )
+from lowserver.websocket_handshake import WSHandshakeError, server_handshake
+from lowserver.websocket_parser import WebSocketParser
 
 # FrameWriter(mask=True) draws its masking keys from os.urandom: seeded here (conftest.py).
 pytestmark = pytest.mark.usefixtures("seeded_urandom")
