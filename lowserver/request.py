@@ -2,38 +2,39 @@
 """Stage 02: the request a handler receives (`BaseRequest`), over a parsed message.
 
 A `BaseRequest` puts the semantics of RFC 9110 on top of what the stage-01 parser found: the
-target as a URL (path, query), the Host, the cookies (RFC 6265), the media type of the body
-and its charset, the body itself (`read()`, `text()`, `json()`, `post()`), and the
-connection it came on. It follows aiohttp's `BaseRequest` name for name, so a handler
-written for aiohttp's low-level server runs unchanged.
+target as a URL (path, query), the Host, the cookies (RFC 6265), the conditional fields, and
+the connection it came on; its body (`read()`, `text()`, `json()`, `post()`) is
+`lowserver.request_body`'s, multipart bodies `lowserver.multipart`'s, and what the field
+values mean `lowserver.fields`'. It follows aiohttp's `BaseRequest` name for name, so a
+handler written for aiohttp's low-level server runs unchanged.
 """
 from __future__ import annotations
 
 import asyncio
-import collections
 import datetime
-import json
 import re
-import sys
-import tempfile
 import types
-import urllib.parse
 import warnings
-from dataclasses import dataclass
-from typing import IO, Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
-from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy, MultiDictProxy
 from yarl import URL
 
-from lowserver.exceptions import (HTTPBadRequest, HTTPRequestEntityTooLarge,
-                                  HTTPUnsupportedMediaType)
-from lowserver.http_parser import HttpVersion, RawRequestMessage
-from lowserver.response import (ETAG_ANY, LIST_QUOTED_ETAG_RE, ETag, HeadersMixin, StateMapping,
-                                StreamResponse, parse_http_date)
-from lowserver.streams import EmptyStreamReader
+from lowserver.fields import (_UNSET, ETAG_ANY, LIST_QUOTED_ETAG_RE, ETag, HeadersMixin,
+                              StateMapping, parse_cookie_header, parse_http_date)
+from lowserver.http_parser import TOKEN, HttpVersion, RawRequestMessage
+# FileField, the body errors and the multipart readers are imported from here by older code
+from lowserver.multipart import (BodyPartReader, FileField, InvalidJSONBody,
+                                 InvalidRequestBody, MultipartReader)
+from lowserver.request_body import _RequestBody
 
-__all__ = ["BaseRequest", "FileField", "InvalidRequestBody", "InvalidJSONBody",
-           "MultipartReader", "BodyPartReader", "parse_cookie_header", "reify"]
+if TYPE_CHECKING:  # pragma: no cover - a type name only: the response side sits below
+    from lowserver.stream_response import StreamResponse
+
+__all__ = ["BaseRequest", "reify",
+           # re-exported from their own rooms, for code that imports them from here
+           "FileField", "InvalidRequestBody", "InvalidJSONBody", "MultipartReader",
+           "BodyPartReader", "parse_cookie_header"]
 
 
 class reify:
@@ -60,68 +61,8 @@ class reify:
         raise AttributeError("reified property is read-only")
 
 
-@dataclass(frozen=True, slots=True)
-class FileField:
-    """A file part of a multipart/form-data body (RFC 7578 §4.2), as aiohttp's."""
-    name: str
-    filename: str
-    file: IO[bytes]
-    content_type: str
-    headers: CIMultiDictProxy[str]
-
-
-class InvalidRequestBody(HTTPBadRequest, ValueError):
-    """400: the body cannot be read as the request says it should (a ValueError too)."""
-
-
-class InvalidJSONBody(HTTPBadRequest, json.JSONDecodeError):
-    """400: `request.json()` on a body that is not JSON (a json.JSONDecodeError too)."""
-
-    def __init__(self, error: json.JSONDecodeError) -> None:
-        HTTPBadRequest.__init__(self, text=f"Invalid JSON body: {error}")
-        self.msg, self.doc, self.pos = error.msg, error.doc, error.pos
-        self.lineno, self.colno = error.lineno, error.colno
-
-
-# RFC 6265 §4.1.1: a quoted cookie-value; Python's SimpleCookie (which writes aiohttp's and
-# lowserver's Set-Cookie) also escapes characters as \ooo (octal) or \c inside the quotes.
-_COOKIE_ESCAPE_RE = re.compile(r"\\(?:([0-3][0-7][0-7])|(.))")
-
-
-def _unquote_cookie(value: str) -> str:
-    return _COOKIE_ESCAPE_RE.sub(lambda m: chr(int(m[1], 8)) if m[1] else m[2], value)
-
-
-def parse_cookie_header(value: str) -> list[tuple[str, str]]:
-    """The (name, value) pairs of a Cookie header field, in order (RFC 6265 §5.4, §4.2.1).
-
-    `cookie-string = cookie-pair *( ";" SP cookie-pair )`, `cookie-pair = cookie-name "="
-    cookie-value`. Be lenient, as browsers are: whitespace around names and values is
-    dropped, a pair without "=" or without a name is skipped, and a value in double quotes
-    loses its quotes (and the backslash escapes Python's SimpleCookie writes inside them).
-    """
-    pairs = []
-    for piece in value.split(";"):
-        name, eq, cookie_value = piece.partition("=")
-        name = name.strip(" \t")
-        if not eq or not name:
-            continue
-        cookie_value = cookie_value.strip(" \t")
-        if len(cookie_value) >= 2 and cookie_value[0] == '"' and cookie_value[-1] == '"':
-            cookie_value = _unquote_cookie(cookie_value[1:-1])
-        pairs.append((name, cookie_value))
-    return pairs
-
-
-
-_FORWARDED_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-_FORWARDED_PAIR_RE = re.compile(
-    rf'({_FORWARDED_TOKEN})=({_FORWARDED_TOKEN}|"(?:\\[\t !-~]|[\t !#-\[\]-~])*")(:\d{{1,4}})?')
-_QUOTED_PAIR_REPLACE_RE = re.compile(r"\\([\t !-~])")
-
-
 class _RequestConnection:
-    """What a request knows of the connection it came on: addresses, TLS, the transport."""
+    """What a request knows of the connection it came on: the transport and the limits."""
 
     _protocol: Any
     _task: Any
@@ -169,15 +110,23 @@ class _RequestConnection:
         warnings.warn("request.loop property is deprecated", DeprecationWarning, stacklevel=2)
         return self._loop
 
-    def _ssl_context(self) -> Any:
-        return getattr(self._protocol, "ssl_context", None)
-
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """Extra information from the transport (`peername`, `sslcontext`, ...)."""
         transport = self.transport
         if transport is None:
             return default
         return transport.get_extra_info(name, default)
+
+
+class _RequestAddresses:
+    """Where a request came from and went to: scheme, Host (RFC 9110 §7.2), the peer."""
+
+    _protocol: Any
+    _headers: CIMultiDictProxy[str]
+    _cache: dict[str, Any]
+
+    def _ssl_context(self) -> Any:
+        return getattr(self._protocol, "ssl_context", None)
 
     @reify
     def secure(self) -> bool:
@@ -217,6 +166,18 @@ class _RequestConnection:
         if isinstance(peername, (list, tuple)):
             return str(peername[0])
         return str(peername)
+
+
+_FORWARDED_PAIR_RE = re.compile(
+    rf'({TOKEN})=({TOKEN}|"(?:\\[\t !-~]|[\t !#-\[\]-~])*")(:\d{{1,4}})?')
+_QUOTED_PAIR_REPLACE_RE = re.compile(r"\\([\t !-~])")
+
+
+class _RequestForwarded:
+    """The Forwarded fields (RFC 7239): what proxies say of the hops before them."""
+
+    _headers: CIMultiDictProxy[str]
+    _cache: dict[str, Any]
 
     @reify
     def forwarded(self) -> tuple[Mapping[str, str], ...]:
@@ -344,6 +305,36 @@ class _RequestFields(HeadersMixin):
         """The cookies the client sent (RFC 6265 §5.4), as a read-only mapping."""
         return types.MappingProxyType(dict(parse_cookie_header(self._headers.get("Cookie", ""))))
 
+
+    @reify
+    def http_range(self) -> slice:
+        """Range (RFC 9110 §14.2) `bytes=a-b` as a slice; ValueError when malformed."""
+        rng = self._headers.get("Range")
+        start: int | None = None
+        end: int | None = None
+        if rng is not None:
+            match = _RANGE_RE.fullmatch(rng.strip())
+            if match is None:
+                raise ValueError("range not in acceptable format")
+            start = int(match.group(1)) if match.group(1) else None
+            end = int(match.group(2)) if match.group(2) else None
+            if start is None and end is not None:
+                start, end = -end, None          # a suffix range: the last `end` bytes
+            if start is not None and end is not None:
+                end += 1                         # inclusive in HTTP, exclusive in a slice
+                if start >= end:
+                    raise ValueError("start cannot be after end")
+            if start is end is None:
+                raise ValueError("No start or end of range specified")
+        return slice(start, end, 1)
+
+
+class _RequestConditions:
+    """The conditional fields (RFC 9110 §13.1): dates and entity tags."""
+
+    _headers: CIMultiDictProxy[str]
+    _cache: dict[str, Any]
+
     @reify
     def if_modified_since(self) -> datetime.datetime | None:
         """If-Modified-Since (RFC 9110 §13.1.3) as a datetime, or None."""
@@ -386,486 +377,84 @@ class _RequestFields(HeadersMixin):
         """If-None-Match (RFC 9110 §13.1.2) as a tuple of ETags, or None."""
         return self._if_match_or_none_impl(self._headers.get("If-None-Match"))
 
-    @reify
-    def http_range(self) -> slice:
-        """Range (RFC 9110 §14.2) `bytes=a-b` as a slice; ValueError when malformed."""
-        rng = self._headers.get("Range")
-        start: int | None = None
-        end: int | None = None
-        if rng is not None:
-            match = _RANGE_RE.fullmatch(rng.strip())
-            if match is None:
-                raise ValueError("range not in acceptable format")
-            start = int(match.group(1)) if match.group(1) else None
-            end = int(match.group(2)) if match.group(2) else None
-            if start is None and end is not None:
-                start, end = -end, None          # a suffix range: the last `end` bytes
-            if start is not None and end is not None:
-                end += 1                         # inclusive in HTTP, exclusive in a slice
-                if start >= end:
-                    raise ValueError("start cannot be after end")
-            if start is end is None:
-                raise ValueError("No start or end of range specified")
-        return slice(start, end, 1)
+
+class _RequestHooks:
+    """What the server and the response call on a request, around the handler."""
+
+    _payload: Any
+    _post: MultiDictProxy[Any] | None
+
+    async def _prepare_hook(self, response: StreamResponse) -> None:
+        """Called by `StreamResponse.prepare()` before the head is written (a no-op here:
+        aiohttp's web.Request sends its app's on_response_prepare signal from it)."""
+        return
+
+    def _cancel(self, exc: BaseException) -> None:
+        set_exception = getattr(self._payload, "set_exception", None)
+        if set_exception is not None:
+            set_exception(exc)
+
+    def _finish(self) -> None:
+        """After the response: close the temporary files of a multipart body's file parts."""
+        if self._post is None or self.content_type != "multipart/form-data":
+            return
+        for value in self._post.values():
+            if isinstance(value, FileField):
+                value.file.close()
 
 
-_FILE_SPOOL_MAX_SIZE = 1024**2   # a file part stays in memory up to this size
+class _RequestClone:
+    """`clone()`: a copy of the request with some attributes replaced (for middlewares)."""
 
-
-class _RequestBody:
-    """The body: as a stream, or read whole as bytes, text, JSON or a form."""
-
-    POST_METHODS: set[str]
+    _message: RawRequestMessage
     _payload: Any
     _protocol: Any
-    _method: str
-    _headers: CIMultiDictProxy[str]
+    _payload_writer: Any
+    _task: Any
+    _loop: Any
     _client_max_size: int
     _client_max_fields: int
-    _content_dict: dict[str, str] | None
-    _post: MultiDictProxy[Any] | None = None
-    _read_bytes: bytes | None = None
-    _cache: dict[str, Any]
-
-    @reify
-    def content(self) -> Any:
-        """The body as a stream (stage 04's `StreamReader`): read it piece by piece."""
-        return self._payload
-
-    @property
-    def can_read_body(self) -> bool:
-        """True while some of the body has not been read yet."""
-        return not self._payload.at_eof()
-
-    @property
-    def has_body(self) -> bool:
-        warnings.warn("Deprecated, use .can_read_body #2005", DeprecationWarning, stacklevel=2)
-        return not self._payload.at_eof()
-
-    @reify
-    def body_exists(self) -> bool:
-        """True when the request has a body at all (even one already read)."""
-        return not isinstance(self._payload, EmptyStreamReader)
-
-    async def release(self) -> None:
-        """Read and drop what is left of the body."""
-        while not self._payload.at_eof():
-            await self._payload.readany()
-
-    def _too_large(self, size: int) -> HTTPRequestEntityTooLarge:
-        return HTTPRequestEntityTooLarge(max_size=self._client_max_size, actual_size=size)
-
-    def _check_declared_size(self) -> None:
-        """Refuse at once a body whose Content-Length is already over the limit.
-
-        (aiohttp reads up to the limit first; refusing before reading also means no
-        100 Continue is sent for a body we would refuse anyway, RFC 9110 §10.1.1.)
-        """
-        limit = self._client_max_size
-        if limit:
-            try:
-                declared = self.content_length
-            except ValueError:
-                return
-            if declared is not None and declared > limit:
-                raise self._too_large(declared)
-
-    async def read(self) -> bytes:
-        """The whole body, as bytes (read once, then remembered).
-
-        More than `client_max_size` bytes (1 MiB by default; 0 means no limit) raise
-        `HTTPRequestEntityTooLarge` (413, RFC 9110 §15.5.14).
-        """
-        if self._read_bytes is None:
-            self._check_declared_size()
-            limit = self._client_max_size
-            chunks: list[bytes] = []
-            size = 0
-            payload = self._payload
-            while True:
-                chunk = await payload.readany()
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-                if limit and size > limit:
-                    raise self._too_large(size)
-            self._read_bytes = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        return self._read_bytes
-
-    async def text(self) -> str:
-        """The body decoded with its charset (RFC 9110 §8.3.2), utf-8 when none is given.
-
-        A body that does not decode is a 400 (`InvalidRequestBody`, also a ValueError);
-        a charset Python does not know is a 415 (aiohttp raises LookupError, a 500).
-        """
-        body = await self.read()
-        encoding = self.charset or "utf-8"
-        try:
-            return body.decode(encoding)
-        except LookupError:
-            raise HTTPUnsupportedMediaType(text=f"Unsupported charset {encoding!r}") from None
-        except UnicodeDecodeError as error:
-            raise InvalidRequestBody(
-                text=f"The body is not valid {encoding}: {error.reason} at byte "
-                     f"{error.start}") from None
-
-    async def json(self, *, loads: Callable[[str], Any] = json.loads) -> Any:
-        """The body parsed as JSON (RFC 8259).
-
-        Invalid JSON raises `InvalidJSONBody`: a 400 Bad Request if the handler lets it go
-        (aiohttp's JSONDecodeError would become a 500), and still a `json.JSONDecodeError`
-        for handlers that catch that.
-        """
-        body = await self.text()
-        try:
-            return loads(body)
-        except json.JSONDecodeError as error:
-            raise InvalidJSONBody(error) from None
-
-    async def post(self) -> MultiDictProxy[Any]:
-        """The form fields of a POST, PUT, PATCH, DELETE or TRACE body.
-
-        `application/x-www-form-urlencoded` (the URL query syntax, WHATWG URL §5) and
-        `multipart/form-data` (RFC 7578, parsed by python-multipart, file parts as
-        `FileField`); any other method or media type gives an empty mapping.
-        """
-        if self._post is not None:
-            return self._post
-        if self._method not in self.POST_METHODS:
-            self._post = MultiDictProxy(MultiDict())
-            return self._post
-        content_type = self.content_type
-        if content_type not in ("", "application/x-www-form-urlencoded",
-                                "multipart/form-data"):
-            self._post = MultiDictProxy(MultiDict())
-            return self._post
-        if content_type == "multipart/form-data":
-            out = await self._read_multipart()
-        else:
-            out = MultiDict()
-            data = await self.read()
-            if data:
-                charset = self.charset or "utf-8"
-                try:
-                    query = data.rstrip().decode(charset)
-                except (LookupError, UnicodeDecodeError):
-                    raise InvalidRequestBody(
-                        text=f"The form body is not valid {charset}") from None
-                max_fields = self._client_max_fields
-                try:
-                    out.extend(urllib.parse.parse_qsl(
-                        query, keep_blank_values=True, encoding=charset,
-                        max_num_fields=max_fields if max_fields > 0 else None))
-                except ValueError:
-                    raise self._too_many_fields() from None
-        self._post = MultiDictProxy(out)
-        return self._post
-
-    def _too_many_fields(self) -> HTTPRequestEntityTooLarge:
-        max_fields = self._client_max_fields
-        return HTTPRequestEntityTooLarge(
-            max_fields, text=f"Maximum number of form fields {max_fields} exceeded.")
-
-    async def multipart(self) -> MultipartReader:
-        """The body as a `MultipartReader`: its parts one by one, each read as a stream.
-
-        For uploads too large to hold: `async for part in await request.multipart():` then
-        `await part.read_chunk()` until it returns b"". A part read whole (`read()`,
-        `text()`, ...) is limited to `client_max_size`, as in aiohttp.
-        """
-        return MultipartReader(self._headers, self._payload,
-                               client_max_size=self._client_max_size,
-                               max_field_size=getattr(self._protocol, "max_field_size", 8190),
-                               max_headers=getattr(self._protocol, "max_headers", 128))
-
-    async def _read_multipart(self) -> MultiDict[Any]:
-        """`post()` for multipart/form-data: every field, files spooled (RFC 7578)."""
-        self._check_declared_size()
-        reader = MultipartReader(self._headers, self._payload,
-                                 client_max_size=self._client_max_size,
-                                 max_field_size=getattr(self._protocol, "max_field_size", 8190),
-                                 max_headers=getattr(self._protocol, "max_headers", 128),
-                                 max_body_size=self._client_max_size)
-        out: MultiDict[Any] = MultiDict()
-        files: list[Any] = []
-        max_fields = self._client_max_fields
-        try:
-            async for part in reader:
-                if 0 < max_fields <= len(out):
-                    raise self._too_many_fields()
-                name = part.name
-                if part.disposition != "form-data" or name is None:
-                    raise InvalidRequestBody(
-                        text="Multipart field missing name: each part needs "
-                             "'Content-Disposition: form-data; name=...' (RFC 7578 §4.2)")
-                part_type = part.headers.get("Content-Type")
-                if part.filename:
-                    spool = tempfile.SpooledTemporaryFile(max_size=_FILE_SPOOL_MAX_SIZE)
-                    files.append(spool)
-                    while chunk := await part.read_chunk(_STREAM_PIECE):
-                        spool.write(chunk)
-                    spool.seek(0)
-                    out.add(name, FileField(name, part.filename, spool,
-                                            part_type or "application/octet-stream",
-                                            part.headers))
-                elif part_type is None or part_type.lower().startswith("text/"):
-                    out.add(name, await part.text())
-                else:
-                    out.add(name, await part.read())   # bytes-like, as in aiohttp
-        except BaseException:
-            for spool in files:
-                spool.close()
-            raise
-        return out
-
-
-_STREAM_PIECE = 64 * 1024
-
-
-class _MultipartEvents:
-    """python-multipart's push parser, pulled: body pieces go in, parser events come out.
-
-    The parser calls back as it recognises each piece of a part (a header name or value, a
-    slice of data, the end of a part, the end of the body); the callbacks queue events, and
-    `next_event()` feeds the parser more of the body stream whenever the queue is empty.
-    """
-
-    def __init__(self, content: Any, boundary: str, *, max_field_size: int, max_headers: int,
-                 max_body_size: int, too_large: Callable[[int], Exception]) -> None:
-        from python_multipart.multipart import MultipartParser
-
-        self._content = content
-        self._events: collections.deque[tuple[Any, ...]] = collections.deque()
-        self._max_body_size = max_body_size
-        self._too_large = too_large
-        self._size = 0
-        self._finished = False
-        self._fields: list[tuple[bytes, bytes]] = []
-        self._name = bytearray()
-        self._value = bytearray()
-        callbacks = {"on_part_begin": self._part_begin, "on_header_field": self._header_field,
-                     "on_header_value": self._header_value, "on_header_end": self._header_end,
-                     "on_headers_finished": self._headers_finished,
-                     "on_part_data": self._part_data, "on_part_end": self._part_end,
-                     "on_end": self._end}
-        self._parser = MultipartParser(boundary.encode("latin-1"), callbacks,  # type: ignore
-                                       max_header_count=max_headers or 128,
-                                       max_header_size=max_field_size or 8190)
-
-    async def next_event(self) -> tuple[Any, ...]:
-        from python_multipart.exceptions import MultipartParseError
-
-        while not self._events:
-            if self._finished:
-                raise InvalidRequestBody(text="The multipart/form-data body ends before its "
-                                              "closing boundary (RFC 2046 §5.1.1)")
-            chunk = await self._content.readany()
-            try:
-                if not chunk:
-                    self._parser.finalize()
-                    self._finished = True
-                    continue
-                self._size += len(chunk)
-                if 0 < self._max_body_size < self._size:
-                    raise self._too_large(self._size)
-                self._parser.write(chunk)
-            except MultipartParseError as error:
-                self._finished = True
-                raise InvalidRequestBody(text=f"Malformed multipart body: {error}") from None
-        return self._events.popleft()
-
-    # -- the parser's callbacks --
-    def _part_begin(self) -> None:
-        self._fields = []
-
-    def _header_field(self, data: bytes, start: int, end: int) -> None:
-        self._name += data[start:end]
-
-    def _header_value(self, data: bytes, start: int, end: int) -> None:
-        self._value += data[start:end]
-
-    def _header_end(self) -> None:
-        self._fields.append((bytes(self._name), bytes(self._value)))
-        self._name.clear()
-        self._value.clear()
-
-    def _headers_finished(self) -> None:
-        self._events.append(("part", self._fields))
-
-    def _part_data(self, data: bytes, start: int, end: int) -> None:
-        self._events.append(("data", data[start:end]))
-
-    def _part_end(self) -> None:
-        self._events.append(("end",))
-
-    def _end(self) -> None:
-        self._events.append(("eof",))
-
-
-class MultipartReader:
-    """The parts of a multipart body (RFC 2046 §5.1, RFC 7578), one at a time (aiohttp's).
-
-    `await reader.next()` (or `async for part in reader`) gives each part as a
-    `BodyPartReader`, None after the last; moving to the next part drops what is left of
-    the current one. The parsing itself is python-multipart's.
-    """
-
-    def __init__(self, headers: Any, content: Any, *, client_max_size: int = sys.maxsize,
-                 max_field_size: int = 8190, max_headers: int = 128,
-                 max_body_size: int = 0) -> None:
-        from lowserver.response import parse_content_type
-
-        self.headers = headers
-        media_type, params = parse_content_type(headers.get("Content-Type", ""))
-        boundary = dict(params).get("boundary", "")
-        if not media_type.startswith("multipart/") or not 1 <= len(boundary) <= 70:
-            # RFC 2046 §5.1.1: the boundary is required, 1 to 70 characters
-            raise InvalidRequestBody(text="A multipart body needs a Content-Type with a "
-                                          "boundary parameter of 1 to 70 characters "
-                                          "(RFC 2046 §5.1.1)")
-        self._client_max_size = client_max_size
-        self._events = _MultipartEvents(
-            content, boundary, max_field_size=max_field_size, max_headers=max_headers,
-            max_body_size=max_body_size,
-            too_large=lambda size: HTTPRequestEntityTooLarge(max_body_size, size))
-        self._part: BodyPartReader | None = None
-        self._at_eof = False
-
-    def __aiter__(self) -> MultipartReader:
-        return self
-
-    async def __anext__(self) -> BodyPartReader:
-        part = await self.next()
-        if part is None:
-            raise StopAsyncIteration
-        return part
-
-    def at_eof(self) -> bool:
-        return self._at_eof
-
-    async def next(self) -> BodyPartReader | None:
-        if self._at_eof:
-            return None
-        if self._part is not None:
-            await self._part.release()
-        event = await self._events.next_event()
-        if event[0] == "eof":
-            self._at_eof = True
-            self._part = None
-            return None
-        assert event[0] == "part", event
-        headers = CIMultiDictProxy(CIMultiDict(
-            (name.decode("utf-8", "surrogateescape").strip(),
-             value.decode("utf-8", "surrogateescape").strip()) for name, value in event[1]))
-        self._part = BodyPartReader(headers, self._events, event[1],
-                                    client_max_size=self._client_max_size)
-        return self._part
-
-    async def release(self) -> None:
-        """Read and drop every part that is left."""
-        while await self.next() is not None:
-            pass
-
-
-class BodyPartReader:
-    """One part of a multipart body: its header fields, and its content as a stream."""
-
-    chunk_size = 8192
-
-    def __init__(self, headers: CIMultiDictProxy[str], events: _MultipartEvents,
-                 raw_fields: list[tuple[bytes, bytes]], *,
-                 client_max_size: int = sys.maxsize) -> None:
-        from python_multipart.multipart import parse_options_header
-
-        self.headers = headers
-        self._events = events
-        self._client_max_size = client_max_size
-        self._buffer = bytearray()
-        self._at_eof = False
-        raw = next((value for name, value in raw_fields
-                    if name.strip().lower() == b"content-disposition"), None)
-        disposition, params = parse_options_header(raw) if raw else (b"", {})
-        self.disposition = disposition.decode("latin-1") if raw else None
-        name, filename = params.get(b"name"), params.get(b"filename")
-        self._name = None if name is None else name.decode("utf-8", "replace")
-        self._filename = None if filename is None else filename.decode("utf-8", "replace")
-
-    @property
-    def name(self) -> str | None:
-        """The `name` parameter of Content-Disposition (RFC 7578 §4.2)."""
-        return self._name
-
-    @property
-    def filename(self) -> str | None:
-        """The `filename` parameter of Content-Disposition, if the part is a file."""
-        return self._filename
-
-    def at_eof(self) -> bool:
-        return self._at_eof
-
-    async def read_chunk(self, size: int = chunk_size) -> bytes:
-        """At most `size` bytes of the part's content; b"" once it is all read."""
-        while not self._buffer and not self._at_eof:
-            event = await self._events.next_event()
-            if event[0] == "data":
-                self._buffer += event[1]
-            elif event[0] == "end":
-                self._at_eof = True
-            else:   # pragma: no cover - the parser ends a part before anything else
-                raise InvalidRequestBody(text="Malformed multipart body")
-        chunk = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return chunk
-
-    async def read(self, *, decode: bool = False) -> bytearray:
-        """The whole content of the part (at most `client_max_size` bytes)."""
-        data = bytearray()
-        while chunk := await self.read_chunk(_STREAM_PIECE):
-            data += chunk
-            if len(data) > self._client_max_size:
-                raise HTTPRequestEntityTooLarge(self._client_max_size, len(data))
-        return data
-
-    def get_charset(self, default: str) -> str:
-        from lowserver.response import parse_content_type
-
-        params = dict(parse_content_type(self.headers.get("Content-Type", ""))[1])
-        return params.get("charset", default)
-
-    async def text(self, *, encoding: str | None = None) -> str:
-        data = await self.read()
-        charset = encoding or self.get_charset("utf-8")
-        try:
-            return data.decode(charset)
-        except (LookupError, UnicodeDecodeError):
-            raise InvalidRequestBody(text=f"Form field {self.name!r} is not valid "
-                                          f"{charset}") from None
-
-    async def json(self, *, encoding: str | None = None) -> Any:
-        text = await self.text(encoding=encoding)
-        if not text:
-            return None
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as error:
-            raise InvalidJSONBody(error) from None
-
-    async def form(self, *, encoding: str | None = None) -> list[tuple[str, str]]:
-        text = await self.text(encoding=encoding)
-        return urllib.parse.parse_qsl(text.rstrip(), keep_blank_values=True,
-                                      encoding=encoding or self.get_charset("utf-8"))
-
-    async def release(self) -> None:
-        """Read and drop what is left of the part."""
-        while await self.read_chunk(_STREAM_PIECE):
-            pass
-
-
-_UNSET: Any = object()
-
-
-class BaseRequest(StateMapping, _RequestBody, _RequestFields, _RequestTarget,
+    _read_bytes: bytes | None
+    _state: dict[Any, Any]
+
+    def clone(self, *, method: Any = _UNSET, rel_url: Any = _UNSET, headers: Any = _UNSET,
+              scheme: Any = _UNSET, host: Any = _UNSET, remote: Any = _UNSET,
+              client_max_size: Any = _UNSET, client_max_fields: Any = _UNSET) -> BaseRequest:
+        """A copy of this request with some attributes replaced (aiohttp's `clone()`)."""
+        if self._read_bytes:
+            raise RuntimeError("Cannot clone request after reading its content")
+        unset = _UNSET
+        changes: dict[str, Any] = {}
+        if method is not unset:
+            changes["method"] = method
+        if rel_url is not unset:
+            new_url = URL(rel_url)
+            changes["url"] = new_url
+            changes["path"] = str(new_url)
+        if headers is not unset:
+            changes["headers"] = CIMultiDictProxy(CIMultiDict(headers))
+            changes["raw_headers"] = tuple((k.encode("utf-8"), v.encode("utf-8"))
+                                           for k, v in changes["headers"].items())
+        message = self._message._replace(**changes)
+        kwargs: dict[str, Any] = {}
+        if scheme is not unset:
+            kwargs["scheme"] = scheme
+        if host is not unset:
+            kwargs["host"] = host
+        if remote is not unset:
+            kwargs["remote"] = remote
+        return self.__class__(
+            message, self._payload, self._protocol, self._payload_writer, self._task,
+            self._loop,
+            client_max_size=(self._client_max_size if client_max_size is unset
+                             else client_max_size),
+            client_max_fields=(self._client_max_fields if client_max_fields is unset
+                               else client_max_fields),
+            state=self._state.copy(), **kwargs)
+
+
+class BaseRequest(StateMapping, _RequestHooks, _RequestClone, _RequestBody, _RequestFields,
+                  _RequestConditions, _RequestTarget, _RequestForwarded, _RequestAddresses,
                   _RequestConnection):
     """The request a handler receives: aiohttp's `BaseRequest`, over a parsed message.
 
@@ -924,60 +513,6 @@ class BaseRequest(StateMapping, _RequestBody, _RequestFields, _RequestTarget,
         super().__init_subclass__(**kwargs)
         cls._has_prepare_hook = cls._prepare_hook is not BaseRequest._prepare_hook
 
-    def clone(self, *, method: Any = _UNSET, rel_url: Any = _UNSET, headers: Any = _UNSET,
-              scheme: Any = _UNSET, host: Any = _UNSET, remote: Any = _UNSET,
-              client_max_size: Any = _UNSET, client_max_fields: Any = _UNSET) -> BaseRequest:
-        """A copy of this request with some attributes replaced (aiohttp's `clone()`)."""
-        if self._read_bytes:
-            raise RuntimeError("Cannot clone request after reading its content")
-        unset = _UNSET
-        changes: dict[str, Any] = {}
-        if method is not unset:
-            changes["method"] = method
-        if rel_url is not unset:
-            new_url = URL(rel_url)
-            changes["url"] = new_url
-            changes["path"] = str(new_url)
-        if headers is not unset:
-            changes["headers"] = CIMultiDictProxy(CIMultiDict(headers))
-            changes["raw_headers"] = tuple((k.encode("utf-8"), v.encode("utf-8"))
-                                           for k, v in changes["headers"].items())
-        message = self._message._replace(**changes)
-        kwargs: dict[str, Any] = {}
-        if scheme is not unset:
-            kwargs["scheme"] = scheme
-        if host is not unset:
-            kwargs["host"] = host
-        if remote is not unset:
-            kwargs["remote"] = remote
-        return self.__class__(
-            message, self._payload, self._protocol, self._payload_writer, self._task,
-            self._loop,
-            client_max_size=(self._client_max_size if client_max_size is unset
-                             else client_max_size),
-            client_max_fields=(self._client_max_fields if client_max_fields is unset
-                               else client_max_fields),
-            state=self._state.copy(), **kwargs)
-
-    # -- the server's hooks ------------------------------------------------------------------
-
-    async def _prepare_hook(self, response: StreamResponse) -> None:
-        """Called by `StreamResponse.prepare()` before the head is written (a no-op here:
-        aiohttp's web.Request sends its app's on_response_prepare signal from it)."""
-        return
-
-    def _cancel(self, exc: BaseException) -> None:
-        set_exception = getattr(self._payload, "set_exception", None)
-        if set_exception is not None:
-            set_exception(exc)
-
-    def _finish(self) -> None:
-        """After the response: close the temporary files of a multipart body's file parts."""
-        if self._post is None or self.content_type != "multipart/form-data":
-            return
-        for value in self._post.values():
-            if isinstance(value, FileField):
-                value.file.close()
 
     def __repr__(self) -> str:
         path = self.path.encode("ascii", "backslashreplace").decode("ascii")

@@ -16,6 +16,7 @@ from typing import Any
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from lowserver.fields import _UNSET
 from lowserver.http_parser import HttpVersion, RawRequestMessage
 from lowserver.request import BaseRequest
 from lowserver.streams import EMPTY_PAYLOAD, BaseProtocol, StreamReader, StreamWriter
@@ -24,7 +25,43 @@ __all__ = ["MemoryTransport", "MockProtocol", "RecordingWriter", "make_mocked_re
            "run_handler"]
 
 
-class MemoryTransport(asyncio.Transport):
+class _MemoryReading:
+    """The reading and closing side of `MemoryTransport`: flags, and connection_lost()."""
+
+    reading: bool
+    closed: bool
+    _protocol: asyncio.BaseProtocol | None
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_reading(self) -> bool:
+        return self.reading and not self.closed
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol  # type: ignore[return-value]
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._protocol is not None:
+            self._protocol.connection_lost(None)
+
+    def abort(self) -> None:
+        self.close()
+
+
+class MemoryTransport(_MemoryReading, asyncio.Transport):
     """An asyncio transport that keeps, in order, every byte written to it.
 
     `data` is everything written so far, `writes` each `write()` call on its own (to see
@@ -75,35 +112,6 @@ class MemoryTransport(asyncio.Transport):
     def get_write_buffer_limits(self) -> tuple[int, int]:
         return self._limits
 
-    # -- reading and closing -------------------------------------------------------------
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
-
-    def is_reading(self) -> bool:
-        return self.reading and not self.closed
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self._protocol = protocol
-
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._protocol  # type: ignore[return-value]
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        if self._protocol is not None:
-            self._protocol.connection_lost(None)
-
-    def abort(self) -> None:
-        self.close()
-
     def take(self) -> bytes:
         """Return what was written so far, and forget it."""
         data = bytes(self.data)
@@ -146,7 +154,38 @@ class MockProtocol(BaseProtocol):
         return self.transport.get_extra_info("sslcontext") if self.transport else None
 
 
-class RecordingWriter:
+class _RecordingOutput:
+    """What a wire writer would have sent: the head once, then the body framed."""
+
+    transport: Any
+    output: bytearray
+    output_size: int
+    buffer_size: int
+    chunked: bool
+    _head: bytes | None
+    _compressor: Any
+
+    def send_headers(self) -> None:
+        if self._head is not None:
+            self._emit(self._head)
+            self._head = None
+
+    def _emit(self, data: bytes) -> None:
+        self.output += data
+        self.output_size += len(data)
+        self.buffer_size += len(data)
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def _frame(self, data: bytes) -> bytes:
+        if self._compressor is not None:
+            data = self._compressor.compress(data)
+        if self.chunked and data:
+            return b"%x\r\n%b\r\n" % (len(data), data)
+        return data
+
+
+class RecordingWriter(_RecordingOutput):
     """A body writer (aiohttp's `AbstractStreamWriter` interface) that records everything.
 
     `status_line` and `headers` as the response gave them, `body` the body bytes as written
@@ -190,24 +229,6 @@ class RecordingWriter:
         lines = [status_line, *(f"{name}: {value}" for name, value in headers.items())]
         self._head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
 
-    def send_headers(self) -> None:
-        if self._head is not None:
-            self._emit(self._head)
-            self._head = None
-
-    def _emit(self, data: bytes) -> None:
-        self.output += data
-        self.output_size += len(data)
-        self.buffer_size += len(data)
-        if self.transport is not None:
-            self.transport.write(data)
-
-    def _frame(self, data: bytes) -> bytes:
-        if self._compressor is not None:
-            data = self._compressor.compress(data)
-        if self.chunked and data:
-            return b"%x\r\n%b\r\n" % (len(data), data)
-        return data
 
     async def write(self, chunk: bytes | bytearray | memoryview, *, drain: bool = True) -> None:
         self.calls.append("write")
@@ -234,9 +255,6 @@ class RecordingWriter:
 
     async def drain(self) -> None:
         self.calls.append("drain")
-
-
-_UNSET: Any = object()
 
 
 def make_mocked_request(method: str, path: str, headers: Any = None, *,

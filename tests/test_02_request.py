@@ -11,7 +11,7 @@ from yarl import URL
 from lowserver.exceptions import HTTPBadRequest, HTTPRequestEntityTooLarge, HTTPUnsupportedMediaType
 from lowserver.http_parser import HttpRequestParser, HttpVersion10, HttpVersion11, RawRequestMessage
 from lowserver.request import BaseRequest, FileField, InvalidJSONBody, InvalidRequestBody
-from lowserver.response import ETag
+from lowserver.fields import ETag
 from lowserver.streams import EMPTY_PAYLOAD, StreamReader
 from lowserver.testing import MemoryTransport, MockProtocol, make_mocked_request
 

@@ -10,26 +10,20 @@ import zlib
 import pytest
 from multidict import CIMultiDict
 
-from lowserver import response as response_module
+from lowserver import fields as fields_module
+from lowserver import http_writer
 from lowserver.exceptions import HTTPNotFound
 from lowserver.http_parser import HttpRequestParser, HttpVersion, HttpVersion10, HttpVersion11
 from lowserver.request import BaseRequest
-from lowserver.response import (
-    ContentCoding,
-    ETag,
-    Response,
-    StreamResponse,
-    check_header_fields,
-    json_bytes_response,
-    json_response,
-    parse_content_type,
-)
+from lowserver.fields import ETag, parse_content_type
+from lowserver.http_writer import check_header_fields
+from lowserver.response import ContentCoding, Response, StreamResponse, json_bytes_response, json_response
 from lowserver.streams import ContentLengthExceededError
 from lowserver.testing import MemoryTransport, RecordingWriter, make_mocked_request
 
 DATE_RE = re.compile(rb"Date: (Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul"
                      rb"|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT\r\n")
-SERVER = response_module.SERVER_SOFTWARE.encode()
+SERVER = http_writer.SERVER_SOFTWARE.encode()
 
 
 def wire(request):
@@ -183,17 +177,33 @@ async def test_status_outside_100_599_is_refused(status):
     assert request.transport.data == b""
 
 
+@pytest.mark.parametrize("status", [100, 103, 199])
+async def test_an_interim_status_leaves_the_writer_untouched_for_the_500(status):
+    # The refusal comes before the body writer is set up: the 500 that run_handler sends
+    # next on the same writer carries the body its Content-Length declares.
+    from lowserver.testing import run_handler
+
+    async def handler(request):
+        return Response(status=status, text="x")
+
+    request = make_mocked_request("GET", "/")
+    response = await run_handler(handler, request)
+    head, _, body = bytes(request.transport.data).partition(b"\r\n\r\n")
+    assert response.status == 500 and head.startswith(b"HTTP/1.1 500 ")
+    assert f"Content-Length: {len(body)}".encode() in head and body
+
+
 async def test_date_is_an_imf_fixdate_cached_per_second(monkeypatch):
     calls = []
-    real_format = response_module.format_http_date
+    real_format = fields_module.format_http_date
 
     def counting(ts):
         calls.append(ts)
         return real_format(ts)
 
-    monkeypatch.setattr(response_module, "format_http_date", counting)
-    monkeypatch.setattr(response_module, "_date_second", -1)
-    monkeypatch.setattr(response_module.time, "time", lambda: 784111777.25)
+    monkeypatch.setattr(fields_module, "format_http_date", counting)
+    monkeypatch.setattr(fields_module, "_date_second", -1)
+    monkeypatch.setattr(fields_module.time, "time", lambda: 784111777.25)
     dates = set()
     for _ in range(5):
         request = make_mocked_request("GET", "/")
@@ -201,7 +211,7 @@ async def test_date_is_an_imf_fixdate_cached_per_second(monkeypatch):
         dates.add(split(bytes(request.transport.data))[1]["Date"])
     assert dates == {"Sun, 06 Nov 1994 08:49:37 GMT"}
     assert calls == [784111777]
-    monkeypatch.setattr(response_module.time, "time", lambda: 784111778.0)
+    monkeypatch.setattr(fields_module.time, "time", lambda: 784111778.0)
     request = make_mocked_request("GET", "/")
     await send(Response(text="x"), request)
     assert split(bytes(request.transport.data))[1]["Date"] == "Sun, 06 Nov 1994 08:49:38 GMT"
@@ -569,7 +579,7 @@ async def test_injected_writer_gets_status_line_and_framing_headers():
     await resp.write_eof()
     assert writer.status_line == "HTTP/1.1 200 OK"
     assert writer.headers["Content-Length"] == "2"
-    assert "Date" in writer.headers and writer.headers["Server"] == response_module.SERVER_SOFTWARE
+    assert "Date" in writer.headers and writer.headers["Server"] == http_writer.SERVER_SOFTWARE
     assert bytes(writer.body) == b"hi" and writer.eof
     assert writer.calls == ["write_headers", "write_eof"]
 
