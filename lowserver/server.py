@@ -91,7 +91,558 @@ def timer_verdict(watch: str, now: float, deadline: float, reading_paused: bool,
 
 
 
-class RequestHandler(BaseProtocol):
+class _ConnectionInfo:
+    """What a handler may ask of its connection (aiohttp's names)."""
+
+    def __repr__(self) -> str:
+        state = "idle" if self._request is None else self._request.method
+        return f"<RequestHandler {state} connected={self.transport is not None}>"
+
+    @property
+    def keep_alive(self) -> bool:
+        return self._keepalive and not self._closing
+
+    @property
+    def peername(self) -> Any:
+        return None if self.transport is None else self.transport.get_extra_info("peername")
+
+    @property
+    def sockname(self) -> Any:
+        return None if self.transport is None else self.transport.get_extra_info("sockname")
+
+    @property
+    def ssl_context(self) -> Any:
+        return None if self.transport is None else self.transport.get_extra_info("sslcontext")
+
+
+class _ConnectionLife:
+    """The connection's life: made, lost, half-closed by the client."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self._tcp_keepalive:  # let the kernel notice a peer that vanished
+            sock = transport.get_extra_info("socket")
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                except OSError:  # pragma: no cover - depends on the platform
+                    pass
+        assert self._manager is not None
+        self._manager.connection_made(self, transport)
+        self._watch_idle()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        manager = self._manager
+        if manager is None:
+            return
+        self._manager = None
+        manager.connection_lost(self, exc)
+        self._cancel_timer()
+        self._closing = True
+        if self._upgraded is not None:
+            self._upgraded.connection_lost(exc)
+        self._fail_body(exc or ConnectionResetError("the connection was lost"))
+        self._messages.clear()
+        if self._task is not None and manager.handler_cancellation:
+            self._task.cancel()  # with False, the handler finishes and its response is dropped
+        super().connection_lost(exc)
+
+    def eof_received(self) -> bool:
+        """The client half-closed: answer what it sent, then close (aiohttp drops it)."""
+        self._eof = True
+        # Over TLS the transport closes after the peer's EOF whatever we return (asyncio
+        # warns when we return True), so owed responses cannot go out there anyway.
+        keep_writing = self.transport is not None and \
+            self.transport.get_extra_info("sslcontext") is None
+        if self._upgraded is not None:
+            self._upgraded.eof_received()
+            return keep_writing
+        # RFC 9112 §8: an incomplete request may get an error response before the close.
+        # A body cut short fails its stream (the handler reading it gets a 400 to answer);
+        # a head cut short is answered in its turn, as a parse error is.
+        for error in self._parser.feed_eof():
+            if self._body is not None:
+                self._fail_body(error)
+            else:
+                self._dispatch([error])
+        manager = self._manager
+        if self._task is None and not self._messages or (
+                manager is not None and manager.handler_cancellation):
+            # nothing owed; or the server asked to treat a client's EOF as its going away
+            # (a half-close cannot be told from a close until we write to it)
+            self._close_transport()
+            return False
+        return keep_writing  # keep our writing side open for the responses still owed
+
+
+class _BytesIn:
+    """Bytes in: the parser's events become queued requests and body pieces."""
+
+    def data_received(self, data: bytes) -> None:
+        if self._upgraded is not None:
+            self._upgraded.data_received(data)
+            return
+        try:
+            events = self._parser.feed(data)
+        except HttpProcessingError:
+            return  # after a parse error nothing more is read: the error is being answered
+        if events:
+            self._dispatch(events)
+        elif self._watch == "idle":
+            self._watch_head()   # the first bytes of a new head: it has a deadline now
+        elif self._watch == "body":
+            self._deadline = self._loop.time() + (self.read_timeout or 0)
+
+    def _dispatch(self, events: list) -> None:
+        messages = self._messages
+        for event in events:
+            kind = event.__class__
+            if kind is bytes:
+                self._feed_body(event)
+            elif kind is RawRequestMessage:
+                if event.chunked or event.content_length:
+                    self._body, payload = self._new_payload(event)
+                    if event.chunked:   # readchunk() returns whole HTTP chunks
+                        payload.begin_http_chunk_receiving()
+                else:
+                    payload = EMPTY_PAYLOAD
+                messages.append((event, payload))
+            elif kind is EndOfChunk:
+                if self._body is not None:
+                    self._body.end_http_chunk_receiving()
+            elif kind is EndOfMessage:
+                if self._body is not None:
+                    body, self._body = self._body, None
+                    try:
+                        body.feed_eof()
+                    except HTTPException as error:
+                        body._payload.set_exception(error)
+            else:  # a parse error: answered in its turn, after the good requests before it
+                self._fail_body(event)
+                messages.append((event, None))
+        if self._body is not None:
+            self._watch_body()
+        else:
+            self._watch = ""  # a request to answer: no watch (the timer, if set, finds none)
+        if self._parser.paused:   # bytes behind an Upgrade wait for the handler's choice
+            self._pause_reading_for_buffer()
+        elif len(messages) >= MAX_PIPELINED and not self._queue_full:
+            self._queue_full = True
+            self._pause_reading_for_buffer()
+        if self._task is None and messages:
+            self._start_next()
+
+
+class _BodyStreams:
+    """Where a body's bytes go: its stream, or the decoder in front of it."""
+
+    def _feed_body(self, data: bytes) -> None:
+        body = self._body
+        if body is None:
+            return  # the body of a request whose stream already failed
+        try:
+            body.feed_data(data)
+        except HTTPException as error:  # undecodable compressed body
+            self._fail_body(error)
+
+    def _fail_body(self, error: BaseException) -> None:
+        body, self._body = self._body, None
+        if body is not None:
+            getattr(body, "_payload", body).set_exception(error)
+
+    def _new_payload(self, message: RawRequestMessage) -> tuple[Any, StreamReader]:
+        """(what the body's bytes are fed to, the stream the handler reads)."""
+        on_first_read = None
+        if message.expect_continue:
+            def on_first_read() -> None:
+                # RFC 9110 §10.1.1: send 100 Continue only when the handler wants the body
+                request = self._request
+                if request is not None and request._message is message:
+                    request._payload_writer.write_interim("HTTP/1.1 100 Continue")
+        if message.compression is not None and self.auto_decompress:
+            decompressor = BodyDecompressor(self, message.compression, self._read_bufsize,
+                                            on_first_read)
+            return decompressor, decompressor._payload
+        payload = StreamReader(self, self._read_bufsize, loop=self._loop,
+                               on_first_read=on_first_read)
+        return payload, payload
+
+
+class _Watches:
+    """One timer, three watches (idle, head, body), and the safety net."""
+
+    def _arm(self, watch: str, timeout: float | None) -> None:
+        if not timeout:
+            self._cancel_timer()
+            return
+        self._watch = watch
+        deadline = self._deadline = self._loop.time() + timeout
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= deadline:
+                return  # it fires first and re-arms itself for the deadline: no new handle
+            timer.cancel()
+        self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _watch_idle(self) -> None:
+        self._arm("idle", self.keepalive_timeout)
+
+    def _watch_head(self) -> None:
+        self._arm("head", self.header_timeout)
+
+    def _watch_body(self) -> None:
+        # read_timeout is the time allowed *between* two pieces of a body (and before the
+        # first): each piece moves the deadline, so a slow upload that keeps coming is read
+        # to its end, however long it takes.
+        if self._watch == "body":
+            self._deadline = self._loop.time() + (self.read_timeout or 0)
+        else:
+            self._arm("body", self.read_timeout)
+
+    def _watched(self) -> bool:
+        """The safety net's invariant: a live connection has a running handler task or a
+        timer, unless the timeout for what it waits for is disabled. (Checked by the tests
+        after every scenario: a connection for which this is False can hang forever.)"""
+        transport = self.transport
+        if transport is None or transport.is_closing() or self._manager is None:
+            return True   # closed, or closing: connection_lost follows
+        if self._task is not None and not self._task.done():
+            return True
+        if self._timer is not None and self._watch:   # (a timer with no watch does nothing)
+            return True
+        timeout = {"idle": self.keepalive_timeout, "head": self.header_timeout,
+                   "body": self.read_timeout}.get(self._watch, self.keepalive_timeout)
+        return not timeout
+
+    def _cancel_timer(self) -> None:
+        self._watch = ""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        """The timer fired: the watch may have moved on since it was set. Act on the verdict."""
+        self._timer = None
+        if self.transport is None:
+            return
+        now = self._loop.time()
+        verdict = timer_verdict(self._watch, now, self._deadline, self.reading_paused,
+                                self._task is not None)
+        if verdict == "wait":
+            self._timer = self._loop.call_at(max(self._deadline, now + 0.5), self._on_timer)
+        elif verdict == "fail body":
+            self._watch = ""
+            self._fail_body(HTTPRequestTimeout(text="request body not received in time"))
+            self._closing = True
+        elif verdict == "close":
+            self.logger.debug("closing connection: %s timeout", self._watch)
+            self._close_transport()
+        else:
+            self._watch = ""
+
+
+class _Answering:
+    """Answering, one request at a time, in one task for a pipelined run."""
+
+    def _next_message(self) -> tuple[Any, Any]:
+        message_and_payload = self._messages.popleft()
+        if self._queue_full and len(self._messages) <= MAX_PIPELINED // 2:
+            self._queue_full = False
+            self._resume_reading_for_buffer()
+        return message_and_payload
+
+    def _start_next(self) -> None:
+        coro = self._answer(*self._next_message())
+        if _EAGER:  # Python 3.12+: run the task's first step now, not one loop turn later
+            task = asyncio.Task(coro, loop=self._loop, eager_start=True)
+            if not task.done():   # else it ran to its end (and may have started the next)
+                self._task = task
+        else:
+            self._task = self._loop.create_task(coro)
+
+    async def _answer(self, message: Any, payload: Any) -> None:
+        """Answer a request, then those pipelined behind it, in this one task.
+
+        While more requests wait behind the one being answered, the responses' writes are
+        coalesced (`WriteCoalescer`): 16 pipelined requests answered in one event-loop
+        iteration leave in one `send()`, not 16.
+        """
+        keep = False
+        if self._task is None:   # started eagerly: the task is running this very line
+            self._task = asyncio.current_task(self._loop)
+        try:
+            while True:
+                if self._messages and self._coalescer is None and self.transport is not None:
+                    self._coalescer = WriteCoalescer(self.transport, self._loop)
+                    self.transport = self._coalescer  # type: ignore[assignment]
+                keep = await self._answer_one(message, payload)
+                if not (keep and self._messages and not self._closing
+                        and not self._parser.paused and self.transport is not None):
+                    break
+                message, payload = self._next_message()
+        except Exception as exc:   # a bug (ours or a request factory's): never a dead task
+            self.logger.exception("Unhandled error while answering a request", exc_info=exc)
+            keep = False
+        except BaseException:
+            # KeyboardInterrupt, SystemExit, a handler's own BaseException (or a cancel):
+            # close at once, send nothing more (as aiohttp does), and let it propagate
+            self._task = None
+            self.force_close()
+            raise
+        finally:
+            self._uncork()
+        self._task = None
+        self._after_response(keep)
+
+    def _uncork(self) -> None:
+        coalescer, self._coalescer = self._coalescer, None
+        if coalescer is not None:
+            coalescer.flush()
+            if self.transport is coalescer:   # (connection_lost sets it to None)
+                self.transport = coalescer.transport
+
+
+class _AnsweringOne:
+    """One request: build it, run the handler, send what it gives back."""
+
+    async def _answer_one(self, message: Any, payload: Any) -> bool:
+        """Answer one request; True when the connection can carry the next one."""
+        manager = self._manager
+        if manager is None:
+            return False
+        manager.requests_count += 1
+        loop = self._loop
+        logging_on = self._access_log_on
+        start = loop.time() if logging_on else 0.0
+        parse_error = message if payload is None else None
+        if parse_error is not None:
+            message, payload = _ERROR_MESSAGE, EMPTY_PAYLOAD
+        writer = StreamWriter(self, loop)
+        try:
+            request = self._request_factory(message, payload, self, writer, self._task)
+        except Exception as exc:   # the parsed message is not a request we can build: a 400
+            if parse_error is not None:
+                raise
+            parse_error, message, payload, request = self._unbuildable(message, exc, writer)
+        self._request = request
+        response = None
+        try:
+            if parse_error is not None:
+                response = response_for_exception(parse_error, request=request,
+                                                  debug=self.debug, logger=self.logger)
+            elif (message.version == HttpVersion11 and not message.expect_continue
+                    and "Expect" in message.headers):
+                response = self._unmet_expectation(request, message)
+            else:
+                try:
+                    response = await self._request_handler(request)
+                except asyncio.CancelledError:
+                    raise
+                except ConnectionError as exc:
+                    response = self._client_gone(request, exc)
+                except Exception as exc:   # an HTTPException, or a failure (stage 03)
+                    response = self._response_for_exception(request, exc)
+                else:
+                    if response.__class__ not in _PLAIN_RESPONSES:  # the common case, quickly
+                        response = response_for_result(self._request_handler, response,
+                                                       request=request, logger=self.logger)
+                if message.expect_continue and not payload.total_bytes \
+                        and not payload.is_eof() and not response.prepared:
+                    # RFC 9110 §10.1.1: no 100 Continue was asked for, no body will come
+                    response.force_close()
+            try:
+                await response.prepare(request)
+            except Exception as exc:   # e.g. a CR or LF in a header field: nothing went out
+                response = await self._prepared_error_response(request, exc)
+            await response.write_eof()
+            keep = (parse_error is None and response.keep_alive
+                    and not request._payload_writer.must_close)
+            if keep and message.method == "CONNECT" and 200 <= response.status < 300:
+                keep = False   # RFC 9110 §9.3.6: after a 2xx to CONNECT, a tunnel, not HTTP
+        except asyncio.CancelledError:
+            self._request = None
+            self.force_close()
+            raise
+        except ConnectionError:   # the client went away, or the response was cut short
+            keep = False
+        except Exception as exc:  # sending the response failed: nothing sane can follow
+            self.logger.exception("Error sending the response", exc_info=exc)
+            keep = False
+        finally:
+            self._request = None
+            request._finish()
+        if logging_on and response is not None:
+            self.access_logger.log(request, response, loop.time() - start)  # type: ignore
+        if keep and not payload.at_eof():
+            keep = await self._drain(payload, message.content_length)
+        return keep
+
+
+class _ErrorResponses:
+    """The cold paths of answering: what the client gets when something fails."""
+
+    def _unbuildable(self, message: Any, exc: Exception, writer: Any) -> tuple:
+        """The request factory failed on `message`: answer a 400, from the error message."""
+        self.logger.debug("cannot build a request from %r: %r", message, exc)
+        parse_error = BadHttpMessage(f"the request cannot be processed: {exc}")
+        self._fail_body(parse_error)
+        request = self._request_factory(_ERROR_MESSAGE, EMPTY_PAYLOAD, self, writer, self._task)
+        return parse_error, _ERROR_MESSAGE, EMPTY_PAYLOAD, request
+
+    def _unmet_expectation(self, request: BaseRequest, message: Any) -> StreamResponse:
+        # RFC 9110 §10.1.1: an expectation other than 100-continue cannot be met; the
+        # handler is not run (an HTTP/1.0 client's Expect is ignored)
+        return self._response_for_exception(request, HTTPExpectationFailed(
+            text=f"cannot meet the expectation {message.headers['Expect']!r}: "
+                 "only 100-continue is known (RFC 9110 §10.1.1)"))
+
+    def _client_gone(self, request: BaseRequest, exc: ConnectionError) -> StreamResponse:
+        if self.transport is None or self.transport.is_closing():
+            # the client went away while it was being answered (the body stream, or a
+            # write, said so): no one to answer, and no server error to log (aiohttp:
+            # "Ignored premature client disconnection")
+            self.logger.debug("client disconnected during its request: %r", exc)
+            raise exc
+        return self._response_for_exception(request, exc)
+
+    async def _prepared_error_response(self, request: BaseRequest,
+                                       exc: Exception) -> StreamResponse:
+        """Preparing the handler's response failed before anything went out: a 500."""
+        self._writer_for_error(request, exc)
+        response = response_for_exception(exc, request=request, debug=self.debug,
+                                          logger=self.logger)
+        await response.prepare(request)
+        return response
+
+    def _response_for_exception(self, request: BaseRequest, exc: Exception) -> StreamResponse:
+        """What the client gets when the handler raised `exc` (the mapping of stage 03)."""
+        if isinstance(exc, HTTPException):
+            if exc._payload_writer is None:   # not sent yet (an HTTPException can be sent)
+                self._writer_for_error(request, exc)
+            return exc
+        self._writer_for_error(request, exc)
+        return response_for_exception(exc, request=request, debug=self.debug,
+                                      logger=self.logger)
+
+    def _writer_for_error(self, request: BaseRequest, exc: BaseException) -> None:
+        """The handler raised after preparing a response: can an error response still go?"""
+        writer = request._payload_writer
+        if writer.headers_sent:   # its head already went out: no second status line
+            self.logger.exception("Error after the response started", exc_info=exc)
+            raise ConnectionResetError("response aborted by an exception") from exc
+        if writer._head is not None or writer.eof:  # prepared, but nothing sent: start over
+            request._payload_writer = StreamWriter(self, self._loop)
+
+
+class _Draining:
+    """Reading and dropping what the handler left of a body (exercise 3)."""
+
+    async def _drain(self, payload: StreamReader, length: int | None) -> bool:
+        """Read and drop what the handler left of the body (RFC 9112 §9.3: the next
+        request starts after it), up to DRAIN_LIMIT bytes and `lingering_time` seconds;
+        past either, the connection is closed instead."""
+        if length is not None and length - payload.total_bytes > DRAIN_LIMIT:
+            return False
+        dropped = 0
+        try:
+            async with asyncio.timeout(self.lingering_time or None):
+                while not payload.at_eof():
+                    dropped += len(await payload.readany())
+                    if dropped > DRAIN_LIMIT:
+                        return False
+        except (asyncio.TimeoutError, ConnectionError, HTTPException, HttpProcessingError):
+            return False
+        return True
+
+
+
+class _KeepOrHandOver:
+    """After a response: the next request, an upgrade, or the close."""
+
+    def _after_response(self, keep: bool) -> None:
+        """Keep the connection for the next request, or close it."""
+        if self.transport is None:
+            return
+        if not keep or self._closing:
+            self._keepalive = False
+            self._close_transport()
+            return
+        if self._parser.paused and not self._messages:
+            # the handler of the Upgrade request (the last one parsed: the parser stops
+            # behind it) answered without switching: what follows it is HTTP after all.
+            # While requests before it wait, the bytes behind it stay for its handler.
+            events = self._parser.resume()
+            self._resume_reading_for_buffer()
+            if events:
+                self._dispatch(events)
+                if self._task is not None:
+                    return
+        if self._messages:
+            self._start_next()
+        elif self._eof:
+            self._close_transport()
+        elif not self._watch:
+            self._watch_idle()
+
+    # -- handing the connection over (stage 05) ------------------------------------------
+
+    def upgrade(self, receiver: Any) -> None:
+        """After a 101: give the connection to another protocol.
+
+        `receiver` gets `data_received(bytes)`, `eof_received()` and `connection_lost(exc)`
+        from now on, starting with the bytes that arrived behind the request's head, and
+        `await receiver.shutdown(timeout)` when the server shuts down.
+        """
+        self._uncork()
+        self._upgraded = receiver
+        self._cancel_timer()
+        tail = self._parser.take_unprocessed()
+        if tail:
+            receiver.data_received(tail)
+        self._resume_reading_for_buffer()
+
+
+class _Closing:
+    """Closing now, closing when done, and shutting down gracefully."""
+
+    def close(self) -> None:
+        """Take no new request; close once the one being answered is done."""
+        self._closing = True
+        self._messages.clear()
+        if self._task is None:
+            self._close_transport()
+
+    def force_close(self) -> None:
+        """Close now, whatever is in progress."""
+        self._closing = True
+        self._close_transport()
+
+    def _close_transport(self) -> None:
+        self._cancel_timer()
+        self._uncork()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+
+    async def shutdown(self, timeout: float | None = 15.0) -> None:
+        """Take no new request; let the one in progress finish within `timeout`; close."""
+        self._closing = True
+        self._messages.clear()
+        if self._upgraded is not None and hasattr(self._upgraded, "shutdown"):
+            await self._upgraded.shutdown(timeout)
+        task = self._task
+        if task is not None and not task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+            except asyncio.TimeoutError:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._close_transport()
+
+
+class RequestHandler(_ConnectionInfo, _ConnectionLife, _BytesIn, _BodyStreams, _Watches,
+                     _Answering, _AnsweringOne, _ErrorResponses, _Draining,
+                     _KeepOrHandOver, _Closing, BaseProtocol):
     """One connection: bytes in, requests to the handler, responses out, in order.
 
     Keywords (aiohttp's, plus three of ours), with their defaults:
@@ -165,508 +716,6 @@ class RequestHandler(BaseProtocol):
         self._upgraded: Any = None        # the protocol the connection was handed over to
         self._coalescer: WriteCoalescer | None = None  # while answering pipelined requests
         self._queue_full = False
-
-    def __repr__(self) -> str:
-        state = "idle" if self._request is None else self._request.method
-        return f"<RequestHandler {state} connected={self.transport is not None}>"
-
-    @property
-    def keep_alive(self) -> bool:
-        return self._keepalive and not self._closing
-
-    @property
-    def peername(self) -> Any:
-        return None if self.transport is None else self.transport.get_extra_info("peername")
-
-    @property
-    def sockname(self) -> Any:
-        return None if self.transport is None else self.transport.get_extra_info("sockname")
-
-    @property
-    def ssl_context(self) -> Any:
-        return None if self.transport is None else self.transport.get_extra_info("sslcontext")
-
-    # -- the connection's life ----------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        if self._tcp_keepalive:  # let the kernel notice a peer that vanished
-            sock = transport.get_extra_info("socket")
-            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-                except OSError:  # pragma: no cover - depends on the platform
-                    pass
-        assert self._manager is not None
-        self._manager.connection_made(self, transport)
-        self._watch_idle()
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        manager = self._manager
-        if manager is None:
-            return
-        self._manager = None
-        manager.connection_lost(self, exc)
-        self._cancel_timer()
-        self._closing = True
-        if self._upgraded is not None:
-            self._upgraded.connection_lost(exc)
-        self._fail_body(exc or ConnectionResetError("the connection was lost"))
-        self._messages.clear()
-        if self._task is not None and manager.handler_cancellation:
-            self._task.cancel()  # with False, the handler finishes and its response is dropped
-        super().connection_lost(exc)
-
-    def eof_received(self) -> bool:
-        """The client half-closed: answer what it sent, then close (aiohttp drops it)."""
-        self._eof = True
-        # Over TLS the transport closes after the peer's EOF whatever we return (asyncio
-        # warns when we return True), so owed responses cannot go out there anyway.
-        keep_writing = self.transport is not None and \
-            self.transport.get_extra_info("sslcontext") is None
-        if self._upgraded is not None:
-            self._upgraded.eof_received()
-            return keep_writing
-        # RFC 9112 §8: an incomplete request may get an error response before the close.
-        # A body cut short fails its stream (the handler reading it gets a 400 to answer);
-        # a head cut short is answered in its turn, as a parse error is.
-        for error in self._parser.feed_eof():
-            if self._body is not None:
-                self._fail_body(error)
-            else:
-                self._dispatch([error])
-        manager = self._manager
-        if self._task is None and not self._messages or (
-                manager is not None and manager.handler_cancellation):
-            # nothing owed; or the server asked to treat a client's EOF as its going away
-            # (a half-close cannot be told from a close until we write to it)
-            self._close_transport()
-            return False
-        return keep_writing  # keep our writing side open for the responses still owed
-
-    def close(self) -> None:
-        """Take no new request; close once the one being answered is done."""
-        self._closing = True
-        self._messages.clear()
-        if self._task is None:
-            self._close_transport()
-
-    def force_close(self) -> None:
-        """Close now, whatever is in progress."""
-        self._closing = True
-        self._close_transport()
-
-    def _close_transport(self) -> None:
-        self._cancel_timer()
-        self._uncork()
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.close()
-
-    # -- bytes in ------------------------------------------------------------------------
-
-    def data_received(self, data: bytes) -> None:
-        if self._upgraded is not None:
-            self._upgraded.data_received(data)
-            return
-        try:
-            events = self._parser.feed(data)
-        except HttpProcessingError:
-            return  # after a parse error nothing more is read: the error is being answered
-        if events:
-            self._dispatch(events)
-        elif self._watch == "idle":
-            self._watch_head()   # the first bytes of a new head: it has a deadline now
-        elif self._watch == "body":
-            self._deadline = self._loop.time() + (self.read_timeout or 0)
-
-    def _dispatch(self, events: list) -> None:
-        messages = self._messages
-        for event in events:
-            kind = event.__class__
-            if kind is bytes:
-                self._feed_body(event)
-            elif kind is RawRequestMessage:
-                if event.chunked or event.content_length:
-                    self._body, payload = self._new_payload(event)
-                    if event.chunked:   # readchunk() returns whole HTTP chunks
-                        payload.begin_http_chunk_receiving()
-                else:
-                    payload = EMPTY_PAYLOAD
-                messages.append((event, payload))
-            elif kind is EndOfChunk:
-                if self._body is not None:
-                    self._body.end_http_chunk_receiving()
-            elif kind is EndOfMessage:
-                if self._body is not None:
-                    body, self._body = self._body, None
-                    try:
-                        body.feed_eof()
-                    except HTTPException as error:
-                        body._payload.set_exception(error)
-            else:  # a parse error: answered in its turn, after the good requests before it
-                self._fail_body(event)
-                messages.append((event, None))
-        if self._body is not None:
-            self._watch_body()
-        else:
-            self._watch = ""  # a request to answer: no watch (the timer, if set, finds none)
-        if self._parser.paused:   # bytes behind an Upgrade wait for the handler's choice
-            self._pause_reading_for_buffer()
-        elif len(messages) >= MAX_PIPELINED and not self._queue_full:
-            self._queue_full = True
-            self._pause_reading_for_buffer()
-        if self._task is None and messages:
-            self._start_next()
-
-    def _feed_body(self, data: bytes) -> None:
-        body = self._body
-        if body is None:
-            return  # the body of a request whose stream already failed
-        try:
-            body.feed_data(data)
-        except HTTPException as error:  # undecodable compressed body
-            self._fail_body(error)
-
-    def _fail_body(self, error: BaseException) -> None:
-        body, self._body = self._body, None
-        if body is not None:
-            getattr(body, "_payload", body).set_exception(error)
-
-    def _new_payload(self, message: RawRequestMessage) -> tuple[Any, StreamReader]:
-        """(what the body's bytes are fed to, the stream the handler reads)."""
-        on_first_read = None
-        if message.expect_continue:
-            def on_first_read() -> None:
-                # RFC 9110 §10.1.1: send 100 Continue only when the handler wants the body
-                request = self._request
-                if request is not None and request._message is message:
-                    request._payload_writer.write_interim("HTTP/1.1 100 Continue")
-        if message.compression is not None and self.auto_decompress:
-            decompressor = BodyDecompressor(self, message.compression, self._read_bufsize,
-                                            on_first_read)
-            return decompressor, decompressor._payload
-        payload = StreamReader(self, self._read_bufsize, loop=self._loop,
-                               on_first_read=on_first_read)
-        return payload, payload
-
-    # -- one timer, three watches --------------------------------------------------------
-
-    def _arm(self, watch: str, timeout: float | None) -> None:
-        if not timeout:
-            self._cancel_timer()
-            return
-        self._watch = watch
-        deadline = self._deadline = self._loop.time() + timeout
-        timer = self._timer
-        if timer is not None:
-            if timer.when() <= deadline:
-                return  # it fires first and re-arms itself for the deadline: no new handle
-            timer.cancel()
-        self._timer = self._loop.call_at(deadline, self._on_timer)
-
-    def _watch_idle(self) -> None:
-        self._arm("idle", self.keepalive_timeout)
-
-    def _watch_head(self) -> None:
-        self._arm("head", self.header_timeout)
-
-    def _watch_body(self) -> None:
-        # read_timeout is the time allowed *between* two pieces of a body (and before the
-        # first): each piece moves the deadline, so a slow upload that keeps coming is read
-        # to its end, however long it takes.
-        if self._watch == "body":
-            self._deadline = self._loop.time() + (self.read_timeout or 0)
-        else:
-            self._arm("body", self.read_timeout)
-
-    def _watched(self) -> bool:
-        """The safety net's invariant: a live connection has a running handler task or a
-        timer, unless the timeout for what it waits for is disabled. (Checked by the tests
-        after every scenario: a connection for which this is False can hang forever.)"""
-        transport = self.transport
-        if transport is None or transport.is_closing() or self._manager is None:
-            return True   # closed, or closing: connection_lost follows
-        if self._task is not None and not self._task.done():
-            return True
-        if self._timer is not None and self._watch:   # (a timer with no watch does nothing)
-            return True
-        timeout = {"idle": self.keepalive_timeout, "head": self.header_timeout,
-                   "body": self.read_timeout}.get(self._watch, self.keepalive_timeout)
-        return not timeout
-
-    def _cancel_timer(self) -> None:
-        self._watch = ""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _on_timer(self) -> None:
-        """The timer fired: the watch may have moved on since it was set. Act on the verdict."""
-        self._timer = None
-        if self.transport is None:
-            return
-        now = self._loop.time()
-        verdict = timer_verdict(self._watch, now, self._deadline, self.reading_paused,
-                                self._task is not None)
-        if verdict == "wait":
-            self._timer = self._loop.call_at(max(self._deadline, now + 0.5), self._on_timer)
-        elif verdict == "fail body":
-            self._watch = ""
-            self._fail_body(HTTPRequestTimeout(text="request body not received in time"))
-            self._closing = True
-        elif verdict == "close":
-            self.logger.debug("closing connection: %s timeout", self._watch)
-            self._close_transport()
-        else:
-            self._watch = ""
-
-    # -- answering, one request at a time ----------------------------------------------
-
-    def _next_message(self) -> tuple[Any, Any]:
-        message_and_payload = self._messages.popleft()
-        if self._queue_full and len(self._messages) <= MAX_PIPELINED // 2:
-            self._queue_full = False
-            self._resume_reading_for_buffer()
-        return message_and_payload
-
-    def _start_next(self) -> None:
-        coro = self._answer(*self._next_message())
-        if _EAGER:  # Python 3.12+: run the task's first step now, not one loop turn later
-            task = asyncio.Task(coro, loop=self._loop, eager_start=True)
-            if not task.done():   # else it ran to its end (and may have started the next)
-                self._task = task
-        else:
-            self._task = self._loop.create_task(coro)
-
-    async def _answer(self, message: Any, payload: Any) -> None:
-        """Answer a request, then those pipelined behind it, in this one task.
-
-        While more requests wait behind the one being answered, the responses' writes are
-        coalesced (`WriteCoalescer`): 16 pipelined requests answered in one event-loop
-        iteration leave in one `send()`, not 16.
-        """
-        keep = False
-        if self._task is None:   # started eagerly: the task is running this very line
-            self._task = asyncio.current_task(self._loop)
-        try:
-            while True:
-                if self._messages and self._coalescer is None and self.transport is not None:
-                    self._coalescer = WriteCoalescer(self.transport, self._loop)
-                    self.transport = self._coalescer  # type: ignore[assignment]
-                keep = await self._answer_one(message, payload)
-                if not (keep and self._messages and not self._closing
-                        and not self._parser.paused and self.transport is not None):
-                    break
-                message, payload = self._next_message()
-        except Exception as exc:   # a bug (ours or a request factory's): never a dead task
-            self.logger.exception("Unhandled error while answering a request", exc_info=exc)
-            keep = False
-        except BaseException:
-            # KeyboardInterrupt, SystemExit, a handler's own BaseException (or a cancel):
-            # close at once, send nothing more (as aiohttp does), and let it propagate
-            self._task = None
-            self.force_close()
-            raise
-        finally:
-            self._uncork()
-        self._task = None
-        self._after_response(keep)
-
-    def _uncork(self) -> None:
-        coalescer, self._coalescer = self._coalescer, None
-        if coalescer is not None:
-            coalescer.flush()
-            if self.transport is coalescer:   # (connection_lost sets it to None)
-                self.transport = coalescer.transport
-
-    async def _answer_one(self, message: Any, payload: Any) -> bool:
-        """Answer one request; True when the connection can carry the next one."""
-        manager = self._manager
-        if manager is None:
-            return False
-        manager.requests_count += 1
-        loop = self._loop
-        logging_on = self._access_log_on
-        start = loop.time() if logging_on else 0.0
-        parse_error = message if payload is None else None
-        if parse_error is not None:
-            message, payload = _ERROR_MESSAGE, EMPTY_PAYLOAD
-        writer = StreamWriter(self, loop)
-        try:
-            request = self._request_factory(message, payload, self, writer, self._task)
-        except Exception as exc:   # the parsed message is not a request we can build: a 400
-            if parse_error is not None:
-                raise
-            self.logger.debug("cannot build a request from %r: %r", message, exc)
-            parse_error = BadHttpMessage(f"the request cannot be processed: {exc}")
-            self._fail_body(parse_error)
-            message, payload = _ERROR_MESSAGE, EMPTY_PAYLOAD
-            request = self._request_factory(message, payload, self, writer, self._task)
-        self._request = request
-        response = None
-        try:
-            if parse_error is not None:
-                response = response_for_exception(parse_error, request=request,
-                                                  debug=self.debug, logger=self.logger)
-            elif (message.version == HttpVersion11 and not message.expect_continue
-                    and "Expect" in message.headers):
-                # RFC 9110 §10.1.1: an expectation other than 100-continue cannot be met;
-                # the handler is not run (an HTTP/1.0 client's Expect is ignored)
-                response = self._response_for_exception(request, HTTPExpectationFailed(
-                    text=f"cannot meet the expectation {message.headers['Expect']!r}: "
-                         "only 100-continue is known (RFC 9110 §10.1.1)"))
-            else:
-                try:
-                    response = await self._request_handler(request)
-                except asyncio.CancelledError:
-                    raise
-                except ConnectionError as exc:
-                    if self.transport is None or self.transport.is_closing():
-                        # the client went away while it was being answered (the body
-                        # stream, or a write, said so): no one to answer, and no server
-                        # error to log (aiohttp: "Ignored premature client disconnection")
-                        self.logger.debug("client disconnected during its request: %r", exc)
-                        raise
-                    response = self._response_for_exception(request, exc)
-                except Exception as exc:   # an HTTPException, or a failure (stage 03)
-                    response = self._response_for_exception(request, exc)
-                else:
-                    if response.__class__ not in _PLAIN_RESPONSES:  # the common case, quickly
-                        response = response_for_result(self._request_handler, response,
-                                                       request=request, logger=self.logger)
-                if message.expect_continue and not payload.total_bytes \
-                        and not payload.is_eof() and not response.prepared:
-                    # the client waits for 100 Continue before sending the body, and the
-                    # handler answered without asking for it: say the connection closes
-                    # (RFC 9110 §10.1.1), rather than wait for a body that will not come
-                    response.force_close()
-            try:
-                await response.prepare(request)
-            except Exception as exc:   # e.g. a CR or LF in a header field: nothing went out
-                self._writer_for_error(request, exc)
-                response = response_for_exception(exc, request=request, debug=self.debug,
-                                                  logger=self.logger)
-                await response.prepare(request)
-            await response.write_eof()
-            keep = (parse_error is None and response.keep_alive
-                    and not request._payload_writer.must_close)
-            if keep and message.method == "CONNECT" and 200 <= response.status < 300:
-                # RFC 9110 §9.3.6: after a 2xx to CONNECT the connection is a tunnel, not
-                # HTTP; unless the handler took the connection over (upgrade()), it ends
-                keep = False
-        except asyncio.CancelledError:
-            self._request = None
-            self.force_close()
-            raise
-        except ConnectionError:   # the client went away, or the response was cut short
-            keep = False
-        except Exception as exc:  # sending the response failed: nothing sane can follow
-            self.logger.exception("Error sending the response", exc_info=exc)
-            keep = False
-        finally:
-            self._request = None
-            request._finish()
-        if logging_on and response is not None:
-            self.access_logger.log(request, response, loop.time() - start)  # type: ignore
-        if keep and not payload.at_eof():
-            keep = await self._drain(payload, message.content_length)
-        return keep
-
-    def _response_for_exception(self, request: BaseRequest, exc: Exception) -> StreamResponse:
-        """What the client gets when the handler raised `exc` (the mapping of stage 03)."""
-        if isinstance(exc, HTTPException):
-            if exc._payload_writer is None:   # not sent yet (an HTTPException can be sent)
-                self._writer_for_error(request, exc)
-            return exc
-        self._writer_for_error(request, exc)
-        return response_for_exception(exc, request=request, debug=self.debug,
-                                      logger=self.logger)
-
-    def _writer_for_error(self, request: BaseRequest, exc: BaseException) -> None:
-        """The handler raised after preparing a response: can an error response still go?"""
-        writer = request._payload_writer
-        if writer.headers_sent:   # its head already went out: no second status line
-            self.logger.exception("Error after the response started", exc_info=exc)
-            raise ConnectionResetError("response aborted by an exception") from exc
-        if writer._head is not None or writer.eof:  # prepared, but nothing sent: start over
-            request._payload_writer = StreamWriter(self, self._loop)
-
-    async def _drain(self, payload: StreamReader, length: int | None) -> bool:
-        """Read and drop what the handler left of the body (RFC 9112 §9.3: the next
-        request starts after it), up to DRAIN_LIMIT bytes and `lingering_time` seconds;
-        past either, the connection is closed instead."""
-        if length is not None and length - payload.total_bytes > DRAIN_LIMIT:
-            return False
-        dropped = 0
-        try:
-            async with asyncio.timeout(self.lingering_time or None):
-                while not payload.at_eof():
-                    dropped += len(await payload.readany())
-                    if dropped > DRAIN_LIMIT:
-                        return False
-        except (asyncio.TimeoutError, ConnectionError, HTTPException, HttpProcessingError):
-            return False
-        return True
-
-    def _after_response(self, keep: bool) -> None:
-        """Keep the connection for the next request, or close it."""
-        if self.transport is None:
-            return
-        if not keep or self._closing:
-            self._keepalive = False
-            self._close_transport()
-            return
-        if self._parser.paused and not self._messages:
-            # the handler of the Upgrade request (the last one parsed: the parser stops
-            # behind it) answered without switching: what follows it is HTTP after all.
-            # While requests before it wait, the bytes behind it stay for its handler.
-            events = self._parser.resume()
-            self._resume_reading_for_buffer()
-            if events:
-                self._dispatch(events)
-                if self._task is not None:
-                    return
-        if self._messages:
-            self._start_next()
-        elif self._eof:
-            self._close_transport()
-        elif not self._watch:
-            self._watch_idle()
-
-    # -- handing the connection over (stage 05) ------------------------------------------
-
-    def upgrade(self, receiver: Any) -> None:
-        """After a 101: give the connection to another protocol.
-
-        `receiver` gets `data_received(bytes)`, `eof_received()` and `connection_lost(exc)`
-        from now on, starting with the bytes that arrived behind the request's head, and
-        `await receiver.shutdown(timeout)` when the server shuts down.
-        """
-        self._uncork()
-        self._upgraded = receiver
-        self._cancel_timer()
-        tail = self._parser.take_unprocessed()
-        if tail:
-            receiver.data_received(tail)
-        self._resume_reading_for_buffer()
-
-    # -- shutdown ------------------------------------------------------------------------
-
-    async def shutdown(self, timeout: float | None = 15.0) -> None:
-        """Take no new request; let the one in progress finish within `timeout`; close."""
-        self._closing = True
-        self._messages.clear()
-        if self._upgraded is not None and hasattr(self._upgraded, "shutdown"):
-            await self._upgraded.shutdown(timeout)
-        task = self._task
-        if task is not None and not task.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(task), timeout)
-            except asyncio.TimeoutError:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        self._close_transport()
 
 
 class Server:
