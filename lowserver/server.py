@@ -18,32 +18,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import sys
 from collections import deque
 from typing import Any, Awaitable, Callable
 
-from multidict import CIMultiDict, CIMultiDictProxy
-
 from lowserver.access_log import AbstractAccessLogger, AccessLogger, access_logger, server_logger
-from lowserver.body_decoding import BodyDecompressor
-from lowserver.exceptions import (
-    HTTPException,
-    HTTPExpectationFailed,
-    HTTPRequestTimeout,
-    response_for_exception,
-    response_for_result,
+from lowserver.answering import (  # noqa: F401  (DRAIN_LIMIT: a stage-06 name)
+    DRAIN_LIMIT, MAX_PIPELINED, _Answering, _AnsweringOne, _Draining, _ErrorResponses,
 )
+from lowserver.body_decoding import BodyDecompressor
+from lowserver.exceptions import HTTPException, HTTPRequestTimeout
 from lowserver.http_parser import (
-    BadHttpMessage,
     EndOfChunk,
     EndOfMessage,
     HttpProcessingError,
     HttpRequestParser,
-    HttpVersion11,
     RawRequestMessage,
 )
 from lowserver.request import BaseRequest
-from lowserver.response import Response, StreamResponse
+from lowserver.response import StreamResponse
 from lowserver.streams import EMPTY_PAYLOAD, BaseProtocol, StreamReader, StreamWriter
 from lowserver.write_batching import WriteCoalescer
 
@@ -51,16 +43,6 @@ __all__ = ["Server", "RequestHandler"]
 
 _RequestHandler = Callable[[BaseRequest], Awaitable[StreamResponse]]
 _RequestFactory = Callable[..., BaseRequest]
-
-# What a request is built from when the bytes were not a request at all (a parse error): the
-# error response still goes through the request factory, as in aiohttp.
-_ERROR_MESSAGE = RawRequestMessage(
-    "GET", "/", HttpVersion11, CIMultiDictProxy(CIMultiDict()), (), True, None, False, False)
-
-_EAGER = sys.version_info >= (3, 12)  # asyncio.Task(..., eager_start=True) exists
-_PLAIN_RESPONSES = frozenset({Response, StreamResponse})  # need no check of what came back
-MAX_PIPELINED = 32          # requests parsed ahead of the one being answered, before we pause
-DRAIN_LIMIT = 1024 * 1024   # unread body bytes we read and drop to keep the connection
 
 
 def timer_verdict(watch: str, now: float, deadline: float, reading_paused: bool,
@@ -339,221 +321,6 @@ class _Watches:
             self._close_transport()
         else:
             self._watch = ""
-
-
-class _Answering:
-    """Answering, one request at a time, in one task for a pipelined run."""
-
-    def _next_message(self) -> tuple[Any, Any]:
-        message_and_payload = self._messages.popleft()
-        if self._queue_full and len(self._messages) <= MAX_PIPELINED // 2:
-            self._queue_full = False
-            self._resume_reading_for_buffer()
-        return message_and_payload
-
-    def _start_next(self) -> None:
-        coro = self._answer(*self._next_message())
-        if _EAGER:  # Python 3.12+: run the task's first step now, not one loop turn later
-            task = asyncio.Task(coro, loop=self._loop, eager_start=True)
-            if not task.done():   # else it ran to its end (and may have started the next)
-                self._task = task
-        else:
-            self._task = self._loop.create_task(coro)
-
-    async def _answer(self, message: Any, payload: Any) -> None:
-        """Answer a request, then those pipelined behind it, in this one task.
-
-        While more requests wait behind the one being answered, the responses' writes are
-        coalesced (`WriteCoalescer`): 16 pipelined requests answered in one event-loop
-        iteration leave in one `send()`, not 16.
-        """
-        keep = False
-        if self._task is None:   # started eagerly: the task is running this very line
-            self._task = asyncio.current_task(self._loop)
-        try:
-            while True:
-                if self._messages and self._coalescer is None and self.transport is not None:
-                    self._coalescer = WriteCoalescer(self.transport, self._loop)
-                    self.transport = self._coalescer  # type: ignore[assignment]
-                keep = await self._answer_one(message, payload)
-                if not (keep and self._messages and not self._closing
-                        and not self._parser.paused and self.transport is not None):
-                    break
-                message, payload = self._next_message()
-        except Exception as exc:   # a bug (ours or a request factory's): never a dead task
-            self.logger.exception("Unhandled error while answering a request", exc_info=exc)
-            keep = False
-        except BaseException:
-            # KeyboardInterrupt, SystemExit, a handler's own BaseException (or a cancel):
-            # close at once, send nothing more (as aiohttp does), and let it propagate
-            self._task = None
-            self.force_close()
-            raise
-        finally:
-            self._uncork()
-        self._task = None
-        self._after_response(keep)
-
-    def _uncork(self) -> None:
-        coalescer, self._coalescer = self._coalescer, None
-        if coalescer is not None:
-            coalescer.flush()
-            if self.transport is coalescer:   # (connection_lost sets it to None)
-                self.transport = coalescer.transport
-
-
-class _AnsweringOne:
-    """One request: build it, run the handler, send what it gives back."""
-
-    async def _answer_one(self, message: Any, payload: Any) -> bool:
-        """Answer one request; True when the connection can carry the next one."""
-        manager = self._manager
-        if manager is None:
-            return False
-        manager.requests_count += 1
-        loop = self._loop
-        logging_on = self._access_log_on
-        start = loop.time() if logging_on else 0.0
-        parse_error = message if payload is None else None
-        if parse_error is not None:
-            message, payload = _ERROR_MESSAGE, EMPTY_PAYLOAD
-        writer = StreamWriter(self, loop)
-        try:
-            request = self._request_factory(message, payload, self, writer, self._task)
-        except Exception as exc:   # the parsed message is not a request we can build: a 400
-            if parse_error is not None:
-                raise
-            parse_error, message, payload, request = self._unbuildable(message, exc, writer)
-        self._request = request
-        response = None
-        try:
-            if parse_error is not None:
-                response = response_for_exception(parse_error, request=request,
-                                                  debug=self.debug, logger=self.logger)
-            elif (message.version == HttpVersion11 and not message.expect_continue
-                    and "Expect" in message.headers):
-                response = self._unmet_expectation(request, message)
-            else:
-                try:
-                    response = await self._request_handler(request)
-                except asyncio.CancelledError:
-                    raise
-                except ConnectionError as exc:
-                    response = self._client_gone(request, exc)
-                except Exception as exc:   # an HTTPException, or a failure (stage 03)
-                    response = self._response_for_exception(request, exc)
-                else:
-                    if response.__class__ not in _PLAIN_RESPONSES:  # the common case, quickly
-                        response = response_for_result(self._request_handler, response,
-                                                       request=request, logger=self.logger)
-                if message.expect_continue and not payload.total_bytes \
-                        and not payload.is_eof() and not response.prepared:
-                    # RFC 9110 §10.1.1: no 100 Continue was asked for, no body will come
-                    response.force_close()
-            try:
-                await response.prepare(request)
-            except Exception as exc:   # e.g. a CR or LF in a header field: nothing went out
-                response = await self._prepared_error_response(request, exc)
-            await response.write_eof()
-            keep = (parse_error is None and response.keep_alive
-                    and not request._payload_writer.must_close)
-            if keep and message.method == "CONNECT" and 200 <= response.status < 300:
-                keep = False   # RFC 9110 §9.3.6: after a 2xx to CONNECT, a tunnel, not HTTP
-        except asyncio.CancelledError:
-            self._request = None
-            self.force_close()
-            raise
-        except ConnectionError:   # the client went away, or the response was cut short
-            keep = False
-        except Exception as exc:  # sending the response failed: nothing sane can follow
-            self.logger.exception("Error sending the response", exc_info=exc)
-            keep = False
-        finally:
-            self._request = None
-            request._finish()
-        if logging_on and response is not None:
-            self.access_logger.log(request, response, loop.time() - start)  # type: ignore
-        if keep and not payload.at_eof():
-            keep = await self._drain(payload, message.content_length)
-        return keep
-
-
-class _ErrorResponses:
-    """The cold paths of answering: what the client gets when something fails."""
-
-    def _unbuildable(self, message: Any, exc: Exception, writer: Any) -> tuple:
-        """The request factory failed on `message`: answer a 400, from the error message."""
-        self.logger.debug("cannot build a request from %r: %r", message, exc)
-        parse_error = BadHttpMessage(f"the request cannot be processed: {exc}")
-        self._fail_body(parse_error)
-        request = self._request_factory(_ERROR_MESSAGE, EMPTY_PAYLOAD, self, writer, self._task)
-        return parse_error, _ERROR_MESSAGE, EMPTY_PAYLOAD, request
-
-    def _unmet_expectation(self, request: BaseRequest, message: Any) -> StreamResponse:
-        # RFC 9110 §10.1.1: an expectation other than 100-continue cannot be met; the
-        # handler is not run (an HTTP/1.0 client's Expect is ignored)
-        return self._response_for_exception(request, HTTPExpectationFailed(
-            text=f"cannot meet the expectation {message.headers['Expect']!r}: "
-                 "only 100-continue is known (RFC 9110 §10.1.1)"))
-
-    def _client_gone(self, request: BaseRequest, exc: ConnectionError) -> StreamResponse:
-        if self.transport is None or self.transport.is_closing():
-            # the client went away while it was being answered (the body stream, or a
-            # write, said so): no one to answer, and no server error to log (aiohttp:
-            # "Ignored premature client disconnection")
-            self.logger.debug("client disconnected during its request: %r", exc)
-            raise exc
-        return self._response_for_exception(request, exc)
-
-    async def _prepared_error_response(self, request: BaseRequest,
-                                       exc: Exception) -> StreamResponse:
-        """Preparing the handler's response failed before anything went out: a 500."""
-        self._writer_for_error(request, exc)
-        response = response_for_exception(exc, request=request, debug=self.debug,
-                                          logger=self.logger)
-        await response.prepare(request)
-        return response
-
-    def _response_for_exception(self, request: BaseRequest, exc: Exception) -> StreamResponse:
-        """What the client gets when the handler raised `exc` (the mapping of stage 03)."""
-        if isinstance(exc, HTTPException):
-            if exc._payload_writer is None:   # not sent yet (an HTTPException can be sent)
-                self._writer_for_error(request, exc)
-            return exc
-        self._writer_for_error(request, exc)
-        return response_for_exception(exc, request=request, debug=self.debug,
-                                      logger=self.logger)
-
-    def _writer_for_error(self, request: BaseRequest, exc: BaseException) -> None:
-        """The handler raised after preparing a response: can an error response still go?"""
-        writer = request._payload_writer
-        if writer.headers_sent:   # its head already went out: no second status line
-            self.logger.exception("Error after the response started", exc_info=exc)
-            raise ConnectionResetError("response aborted by an exception") from exc
-        if writer._head is not None or writer.eof:  # prepared, but nothing sent: start over
-            request._payload_writer = StreamWriter(self, self._loop)
-
-
-class _Draining:
-    """Reading and dropping what the handler left of a body (exercise 3)."""
-
-    async def _drain(self, payload: StreamReader, length: int | None) -> bool:
-        """Read and drop what the handler left of the body (RFC 9112 §9.3: the next
-        request starts after it), up to DRAIN_LIMIT bytes and `lingering_time` seconds;
-        past either, the connection is closed instead."""
-        if length is not None and length - payload.total_bytes > DRAIN_LIMIT:
-            return False
-        dropped = 0
-        try:
-            async with asyncio.timeout(self.lingering_time or None):
-                while not payload.at_eof():
-                    dropped += len(await payload.readany())
-                    if dropped > DRAIN_LIMIT:
-                        return False
-        except (asyncio.TimeoutError, ConnectionError, HTTPException, HttpProcessingError):
-            return False
-        return True
-
 
 
 class _KeepOrHandOver:
