@@ -26,12 +26,13 @@ _register("http_parser", "HttpRequestParser", "RawRequestMessage", "HttpVersion"
           "BadHttpMessage", "BadStatusLine", "InvalidHeader", "InvalidURLError", "LineTooLong",
           "HeaderFieldsTooLarge", "TransferEncodingError", "ContentLengthError",
           "UnsupportedTransferCoding", "HttpVersionNotSupported")
-_register("streams", "StreamReader", "StreamWriter", "EMPTY_PAYLOAD", "EofStream")
-_register("request", "BaseRequest", "FileField", "MultipartReader", "BodyPartReader")
-_register("response", "StreamResponse", "Response", "json_response", "json_bytes_response",
-          "ContentCoding")
-_register("websocket_protocol", "WSMsgType", "WSMessage", "WSCloseCode",
-          "WebSocketError")
+_register("streams", "StreamReader", "EMPTY_PAYLOAD", "EofStream")
+_register("body_writer", "StreamWriter")
+_register("request", "BaseRequest")
+_register("multipart", "FileField", "MultipartReader", "BodyPartReader")
+_register("stream_response", "StreamResponse", "ContentCoding")
+_register("response", "Response", "json_response", "json_bytes_response")
+_register("websocket_frames", "WSMsgType", "WSMessage", "WSCloseCode", "WebSocketError")
 _register("websocket", "WebSocketResponse", "WebSocketReady", "WSMessageTypeError")
 _register("server", "Server", "RequestHandler")
 _register("runner", "BaseRunner", "ServerRunner", "BaseSite", "TCPSite", "UnixSite", "SockSite",
