@@ -22,7 +22,8 @@ from lowserver.exceptions import (
 )
 from lowserver.http_parser import BadHttpMessage, HttpProcessingError, HttpVersion11, RawRequestMessage
 from lowserver.request import BaseRequest
-from lowserver.response import Response, StreamResponse
+from lowserver.response import Response
+from lowserver.stream_response import StreamResponse
 from lowserver.streams import EMPTY_PAYLOAD, StreamReader, StreamWriter
 from lowserver.write_batching import WriteCoalescer
 

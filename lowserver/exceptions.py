@@ -20,7 +20,8 @@ from typing import Any, Iterable
 from yarl import URL
 
 from lowserver.http_parser import HttpProcessingError
-from lowserver.response import StreamResponse, Response
+from lowserver.response import Response
+from lowserver.stream_response import StreamResponse
 
 __all__ = (
     "HTTPException", "HTTPError", "HTTPRedirection", "HTTPSuccessful", "HTTPOk",

@@ -35,7 +35,7 @@ from lowserver.http_parser import (
     RawRequestMessage,
 )
 from lowserver.request import BaseRequest
-from lowserver.response import StreamResponse
+from lowserver.stream_response import StreamResponse
 from lowserver.streams import EMPTY_PAYLOAD, BaseProtocol, StreamReader, StreamWriter
 from lowserver.write_batching import WriteCoalescer
 
