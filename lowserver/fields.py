@@ -6,7 +6,7 @@ Strings in, values out: HTTP dates (RFC 9110 §5.6.7), entity tags (§8.8.3), me
 typed field views: `HeadersMixin` reads Content-Type, its charset and Content-Length;
 `ResponseHeadersMixin` also writes them, with Set-Cookie, Last-Modified and ETag.
 `StateMapping` makes a request or a response a mutable mapping. The token grammar (RFC 9110
-§5.6.2) is stage 01's, imported from `lowserver.http_parser`.
+§5.6.2) is stage 01's, declared once in `lowserver.http_grammar`.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 from multidict import CIMultiDict, istr
 
-from lowserver.http_parser import TOKEN
+from lowserver.http_grammar import TOKEN
 
 __all__ = ["ETag", "ETAG_ANY", "HeadersMixin", "ResponseHeadersMixin", "StateMapping",
            "format_http_date", "http_date_now", "parse_http_date", "parse_content_type",

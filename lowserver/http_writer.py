@@ -18,7 +18,8 @@ from typing import Any
 from lowserver import __version__
 from lowserver.fields import (CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, SERVER,
                               TRANSFER_ENCODING, http_date_now)
-from lowserver.http_parser import TOKEN_RE, HttpVersion, HttpVersion11
+from lowserver.http_grammar import TOKEN_RE
+from lowserver.http_parser import HttpVersion, HttpVersion11
 
 __all__ = ["SERVER_SOFTWARE", "REASON_PHRASES", "status_line", "must_be_empty_body",
            "should_remove_content_length", "check_header_fields", "check_reason_phrase",

@@ -22,7 +22,8 @@ from yarl import URL
 
 from lowserver.fields import (_UNSET, ETAG_ANY, LIST_QUOTED_ETAG_RE, ETag, HeadersMixin,
                               StateMapping, parse_cookie_header, parse_http_date)
-from lowserver.http_parser import TOKEN, HttpVersion, RawRequestMessage
+from lowserver.http_grammar import TOKEN
+from lowserver.http_parser import HttpVersion, RawRequestMessage
 # FileField, the body errors and the multipart readers are imported from here by older code
 from lowserver.multipart import (BodyPartReader, FileField, InvalidJSONBody,
                                  InvalidRequestBody, MultipartReader)

@@ -12,18 +12,18 @@ from __future__ import annotations
 import asyncio
 import enum
 import warnings
-import zlib
 from typing import Any
 
 from multidict import CIMultiDict
 
+from lowserver.codings import choose_content_coding, compressor
 from lowserver.fields import (ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, SET_COOKIE,
                               VARY, ResponseHeadersMixin, StateMapping)
 from lowserver.http_parser import HttpVersion11
 from lowserver.http_writer import (FRAMING_CHUNKED, FRAMING_EMPTY, FRAMING_LENGTH,
                                    REASON_PHRASES, check_header_fields, check_reason_phrase,
                                    complete_head, must_be_empty_body, status_line)
-from lowserver.streams import ContentLengthExceededError, choose_content_coding
+from lowserver.streams import ContentLengthExceededError
 
 __all__ = ["StreamResponse", "ContentCoding", "ResponseStateError", "BodyTypeError"]
 
@@ -48,12 +48,10 @@ MAX_SYNC_CHUNK_SIZE = 4096   # larger bodies are compressed in an executor, as a
 
 
 def _compress(data: bytes, coding: str, strategy: int | None) -> bytes:
-    # "gzip" is the gzip file format (RFC 1952); "deflate" is the zlib format (RFC 1950)
-    # around a deflate stream, as RFC 9110 §8.4.1.2 says (not a raw deflate stream).
-    wbits = 16 + zlib.MAX_WBITS if coding == "gzip" else zlib.MAX_WBITS
-    compressor = zlib.compressobj(wbits=wbits, strategy=(zlib.Z_DEFAULT_STRATEGY
-                                                         if strategy is None else strategy))
-    return compressor.compress(data) + compressor.flush()
+    # "gzip" is the gzip file format (RFC 1952); "deflate" the zlib format (RFC 1950) around
+    # a deflate stream (RFC 9110 §8.4.1.2): stage 04's `codings.compressor()` knows which.
+    compress = compressor(coding, strategy)
+    return compress.compress(data) + compress.flush()
 
 
 class _ResponseStatus:

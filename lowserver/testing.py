@@ -10,12 +10,12 @@ it is given (status line, header fields, body pieces) for tests that want to loo
 from __future__ import annotations
 
 import asyncio
-import zlib
 from typing import Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from lowserver.codings import compressor
 from lowserver.fields import _UNSET
 from lowserver.http_parser import HttpVersion, RawRequestMessage
 from lowserver.request import BaseRequest
@@ -216,11 +216,10 @@ class RecordingWriter(_RecordingOutput):
         self.chunked = True
 
     def enable_compression(self, encoding: str = "deflate", strategy: int | None = None) -> None:
+        compress = compressor(encoding, strategy)     # ValueError for any other coding
         self.calls.append("enable_compression")
         self.compression = encoding
-        wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
-        self._compressor = zlib.compressobj(wbits=wbits, strategy=(
-            zlib.Z_DEFAULT_STRATEGY if strategy is None else strategy))
+        self._compressor = compress
 
     async def write_headers(self, status_line: str, headers: CIMultiDict[str]) -> None:
         self.calls.append("write_headers")

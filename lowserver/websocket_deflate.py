@@ -14,6 +14,7 @@ import re
 import zlib
 from typing import Any, NamedTuple
 
+from lowserver.http_grammar import TOKEN, TOKEN_RE   # RFC 9110 §5.6.2, declared once
 from lowserver.websocket_frames import _INVALID_TEXT, _TOO_BIG, WebSocketError, WSCloseCode
 
 __all__ = ["parse_extensions", "DeflateParams", "accept_deflate_offer",
@@ -21,13 +22,11 @@ __all__ = ["parse_extensions", "DeflateParams", "accept_deflate_offer",
 
 # --- permessage-deflate negotiation (RFC 7692 §5, §7; RFC 6455 §9.1) ----------------------
 
-_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _QUOTED = r'"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[\t\x20-\x7e\x80-\xff])*"'
-_PARAM = rf"[ \t]*;[ \t]*({_TOKEN})(?:[ \t]*=[ \t]*({_TOKEN}|{_QUOTED}))?"
+_PARAM = rf"[ \t]*;[ \t]*({TOKEN})(?:[ \t]*=[ \t]*({TOKEN}|{_QUOTED}))?"
 _PARAM_RE = re.compile(_PARAM)
-_EXTENSION_RE = re.compile(rf"[ \t]*({_TOKEN})((?:{_PARAM})*)[ \t]*(?:,|$)")
+_EXTENSION_RE = re.compile(rf"[ \t]*({TOKEN})((?:{_PARAM})*)[ \t]*(?:,|$)")
 _EMPTY_ELEMENT_RE = re.compile(r"[ \t]*,")
-_TOKEN_RE = re.compile(_TOKEN)
 _WINDOW_BITS_RE = re.compile(r"8|9|1[0-5]")      # RFC 7692 §7.1.2.1: no leading zeros
 
 
@@ -54,7 +53,7 @@ def parse_extensions(header: str) -> list[tuple[str, list[tuple[str, str | None]
             value = param.group(2)
             if value is not None and value.startswith('"'):
                 value = re.sub(r"\\(.)", r"\1", value[1:-1])
-                if not _TOKEN_RE.fullmatch(value):    # RFC 6455 §9.1: a token once unquoted
+                if not TOKEN_RE.fullmatch(value):    # RFC 6455 §9.1: a token once unquoted
                     raise ValueError(f"quoted parameter value {value!r} is not a token")
             params.append((param.group(1), value))
         offers.append((match.group(1), params))

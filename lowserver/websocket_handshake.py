@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 from multidict import CIMultiDict
 
+from lowserver.http_grammar import ascii_lower   # tokens fold ASCII only (stage 01)
 from lowserver.websocket_deflate import DeflateParams, negotiate_permessage_deflate
 
 __all__ = ["WS_KEY", "WSHandshakeError", "WSHandshake", "accept_key", "server_handshake"]
@@ -55,19 +56,13 @@ def accept_key(key: str) -> str:
 
 
 
-def _ascii_lower(text: str) -> str:
-    """`text` with its ASCII letters lowered, and nothing else (RFC 9110 §5.6.2: tokens are
-    ASCII). `str.lower()` alone folds Unicode too: U+212A KELVIN SIGN would become "k"."""
-    return text.lower() if text.isascii() else text
-
-
 def _field_values(headers: Mapping[str, str], name: str) -> list[str]:
     """Every value of a header field: all its lines, from a multidict or a plain mapping."""
     getall = getattr(headers, "getall", None)
     if getall is not None:
         return list(getall(name, ()))
     lowered = name.lower()                  # our names are ASCII
-    return [value for key, value in headers.items() if _ascii_lower(key) == lowered]
+    return [value for key, value in headers.items() if ascii_lower(key) == lowered]
 
 
 def _tokens(values: Iterable[str]) -> list[str]:
@@ -95,11 +90,11 @@ def server_handshake(method: str, version: tuple[int, int], headers: Mapping[str
         raise WSHandshakeError(400, "a WebSocket handshake needs HTTP/1.1 or later, got "
                                     f"HTTP/{version[0]}.{version[1]} (RFC 6455 §4.1)")
     upgrade = _field_values(headers, "Upgrade")                  # RFC 6455 §4.2.1 item 3
-    if "websocket" not in (_ascii_lower(token) for token in _tokens(upgrade)):
+    if "websocket" not in (ascii_lower(token) for token in _tokens(upgrade)):
         raise WSHandshakeError(400, "the Upgrade header must contain 'websocket' "
                                     f"(got {_show(upgrade)}; RFC 6455 §4.2.1)")
     connection = _field_values(headers, "Connection")            # RFC 6455 §4.2.1 item 4
-    if "upgrade" not in (_ascii_lower(token) for token in _tokens(connection)):
+    if "upgrade" not in (ascii_lower(token) for token in _tokens(connection)):
         raise WSHandshakeError(400, "the Connection header must contain 'upgrade' "
                                     f"(got {_show(connection)}; RFC 6455 §4.2.1)")
     versions = _field_values(headers, "Sec-WebSocket-Version")   # RFC 6455 §4.2.1 item 6
