@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import warnings
+from http.cookies import SimpleCookie
 from typing import Any
 
 from multidict import CIMultiDict
