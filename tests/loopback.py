@@ -6,6 +6,7 @@ import contextlib
 from typing import Any, AsyncIterator
 
 from lowserver import web
+from lowserver.websocket_frames import WSMsgType
 
 LONG = 10.0  # upper bound for anything that should take milliseconds
 
@@ -36,3 +37,22 @@ async def assert_every_connection_watched(server: web.Server) -> None:
         await asyncio.sleep(0)
     unwatched = [handler for handler in server.connections if not handler._watched()]
     assert not unwatched, f"connections that can hang forever: {unwatched}"
+
+
+def echo_handler(results: list | None = None, **options: Any) -> Any:
+    """A handler that echoes WebSocket messages (`WebSocketResponse(**options)`); when the
+    socket ends, (types seen, close_code, exception(), compress) goes to `results`."""
+    async def handler(request: web.BaseRequest) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(**options)
+        await ws.prepare(request)
+        seen = []
+        async for msg in ws:
+            seen.append(msg.type)
+            if msg.type == WSMsgType.BINARY:
+                await ws.send_bytes(msg.data)
+            elif msg.type == WSMsgType.TEXT:
+                await ws.send_str(msg.data)
+        if results is not None:
+            results.append((seen, ws.close_code, ws.exception(), ws.compress))
+        return ws
+    return handler

@@ -22,7 +22,7 @@ import zlib
 
 import pytest
 
-from loopback import serve
+from loopback import echo_handler, serve
 from lowserver import web
 from lowserver.websocket_deflate import PerMessageDeflate, negotiate_permessage_deflate
 from lowserver.websocket_frames import (
@@ -49,24 +49,6 @@ def handshake(*, upgrade: str = "websocket", version: str = "13", key: str = KEY
     return (f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: {upgrade}\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
             f"Sec-WebSocket-Version: {version}\r\n{extra}\r\n").encode("utf-8")
-
-
-def echo_handler(results: list | None = None, **options):
-    """An echo WebSocket; what it saw at the end goes to `results`."""
-    async def handler(request):
-        ws = web.WebSocketResponse(**options)
-        await ws.prepare(request)
-        seen = []
-        async for msg in ws:
-            seen.append(msg.type)
-            if msg.type == WSMsgType.BINARY:
-                await ws.send_bytes(msg.data)
-            elif msg.type == WSMsgType.TEXT:
-                await ws.send_str(msg.data)
-        if results is not None:
-            results.append((seen, ws.close_code, ws.exception()))
-        return ws
-    return handler
 
 
 async def read_head(reader: asyncio.StreamReader) -> bytes:
@@ -254,7 +236,7 @@ async def test_failing_the_connection_ends_it_at_once(name, data, code):
         finally:
             writer.close()                                   # and when we hang up...
         await asyncio.wait_for(settle(results), SOON)        # ...the handler is done
-    seen, close_code, exception = results[0]
+    seen, close_code, exception, _ = results[0]
     assert seen == [WSMsgType.BINARY, WSMsgType.ERROR]
     assert close_code == code and exception.code == code     # the code sent (aiohttp: 1006)
 

@@ -16,7 +16,7 @@ import pytest
 from websockets.asyncio.client import connect as websockets_connect
 
 from lowserver import web
-from loopback import serve
+from loopback import echo_handler, serve
 from lowserver.websocket_frames import WSMsgType, apply_mask, frame_header
 
 LONG = 20.0           # upper bound for anything that should take (much) less
@@ -27,24 +27,6 @@ HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
              b"Sec-WebSocket-Version: 13\r\n\r\n")
 
 
-
-
-def echo_handler(results: list | None = None, **options):
-    """An echo WebSocket; what it saw at the end goes to `results`."""
-    async def handler(request):
-        ws = web.WebSocketResponse(**options)
-        await ws.prepare(request)
-        seen = []
-        async for msg in ws:
-            seen.append(msg.type)
-            if msg.type == WSMsgType.BINARY:
-                await ws.send_bytes(msg.data)
-            elif msg.type == WSMsgType.TEXT:
-                await ws.send_str(msg.data)
-        if results is not None:
-            results.append((seen, ws.close_code, ws.exception(), ws.compress))
-        return ws
-    return handler
 
 
 def payload(size: int) -> bytes:
