@@ -40,67 +40,6 @@ MAX_PIPELINED = 32          # requests parsed ahead of the one being answered, b
 DRAIN_LIMIT = 1024 * 1024   # unread body bytes we read and drop to keep the connection
 
 
-class _Answering:
-    """Answering, one request at a time, in one task for a pipelined run."""
-
-    def _next_message(self) -> tuple[Any, Any]:
-        message_and_payload = self._messages.popleft()
-        if self._queue_full and len(self._messages) <= MAX_PIPELINED // 2:
-            self._queue_full = False
-            self._resume_reading_for_buffer()
-        return message_and_payload
-
-    def _start_next(self) -> None:
-        coro = self._answer(*self._next_message())
-        if _EAGER:  # Python 3.12+: run the task's first step now, not one loop turn later
-            task = asyncio.Task(coro, loop=self._loop, eager_start=True)
-            if not task.done():   # else it ran to its end (and may have started the next)
-                self._task = task
-        else:
-            self._task = self._loop.create_task(coro)
-
-    async def _answer(self, message: Any, payload: Any) -> None:
-        """Answer a request, then those pipelined behind it, in this one task.
-
-        While more requests wait behind the one being answered, the responses' writes are
-        coalesced (`WriteCoalescer`): 16 pipelined requests answered in one event-loop
-        iteration leave in one `send()`, not 16.
-        """
-        keep = False
-        if self._task is None:   # started eagerly: the task is running this very line
-            self._task = asyncio.current_task(self._loop)
-        try:
-            while True:
-                if self._messages and self._coalescer is None and self.transport is not None:
-                    self._coalescer = WriteCoalescer(self.transport, self._loop)
-                    self.transport = self._coalescer  # type: ignore[assignment]
-                keep = await self._answer_one(message, payload)
-                if not (keep and self._messages and not self._closing
-                        and not self._parser.paused and self.transport is not None):
-                    break
-                message, payload = self._next_message()
-        except Exception as exc:   # a bug (ours or a request factory's): never a dead task
-            self.logger.exception("Unhandled error while answering a request", exc_info=exc)
-            keep = False
-        except BaseException:
-            # KeyboardInterrupt, SystemExit, a handler's own BaseException (or a cancel):
-            # close at once, send nothing more (as aiohttp does), and let it propagate
-            self._task = None
-            self.force_close()
-            raise
-        finally:
-            self._uncork()
-        self._task = None
-        self._after_response(keep)
-
-    def _uncork(self) -> None:
-        coalescer, self._coalescer = self._coalescer, None
-        if coalescer is not None:
-            coalescer.flush()
-            if self.transport is coalescer:   # (connection_lost sets it to None)
-                self.transport = coalescer.transport
-
-
 class _AnsweringOne:
     """One request: build it, run the handler, send what it gives back."""
 
@@ -231,6 +170,67 @@ class _ErrorResponses:
             raise ConnectionResetError("response aborted by an exception") from exc
         if writer._head is not None or writer.eof:  # prepared, but nothing sent: start over
             request._payload_writer = StreamWriter(self, self._loop)
+
+
+class _Answering:
+    """Answering, one request at a time, in one task for a pipelined run."""
+
+    def _next_message(self) -> tuple[Any, Any]:
+        message_and_payload = self._messages.popleft()
+        if self._queue_full and len(self._messages) <= MAX_PIPELINED // 2:
+            self._queue_full = False
+            self._resume_reading_for_buffer()
+        return message_and_payload
+
+    def _start_next(self) -> None:
+        coro = self._answer(*self._next_message())
+        if _EAGER:  # Python 3.12+: run the task's first step now, not one loop turn later
+            task = asyncio.Task(coro, loop=self._loop, eager_start=True)
+            if not task.done():   # else it ran to its end (and may have started the next)
+                self._task = task
+        else:
+            self._task = self._loop.create_task(coro)
+
+    async def _answer(self, message: Any, payload: Any) -> None:
+        """Answer a request, then those pipelined behind it, in this one task.
+
+        While more requests wait behind the one being answered, the responses' writes are
+        coalesced (`WriteCoalescer`): 16 pipelined requests answered in one event-loop
+        iteration leave in one `send()`, not 16.
+        """
+        keep = False
+        if self._task is None:   # started eagerly: the task is running this very line
+            self._task = asyncio.current_task(self._loop)
+        try:
+            while True:
+                if self._messages and self._coalescer is None and self.transport is not None:
+                    self._coalescer = WriteCoalescer(self.transport, self._loop)
+                    self.transport = self._coalescer  # type: ignore[assignment]
+                keep = await self._answer_one(message, payload)
+                if not (keep and self._messages and not self._closing
+                        and not self._parser.paused and self.transport is not None):
+                    break
+                message, payload = self._next_message()
+        except Exception as exc:   # a bug (ours or a request factory's): never a dead task
+            self.logger.exception("Unhandled error while answering a request", exc_info=exc)
+            keep = False
+        except BaseException:
+            # KeyboardInterrupt, SystemExit, a handler's own BaseException (or a cancel):
+            # close at once, send nothing more (as aiohttp does), and let it propagate
+            self._task = None
+            self.force_close()
+            raise
+        finally:
+            self._uncork()
+        self._task = None
+        self._after_response(keep)
+
+    def _uncork(self) -> None:
+        coalescer, self._coalescer = self._coalescer, None
+        if coalescer is not None:
+            coalescer.flush()
+            if self.transport is coalescer:   # (connection_lost sets it to None)
+                self.transport = coalescer.transport
 
 
 class _Draining:

@@ -45,34 +45,6 @@ _RequestHandler = Callable[[BaseRequest], Awaitable[StreamResponse]]
 _RequestFactory = Callable[..., BaseRequest]
 
 
-def timer_verdict(watch: str, now: float, deadline: float, reading_paused: bool,
-                  busy: bool) -> str:
-    """What a connection's timer decides when it fires.
-
-    One timer serves three watches: "idle" (a keep-alive connection waiting for a request:
-    `keepalive_timeout`), "head" (a head has begun and must end: `header_timeout`) and
-    "body" (a body is awaited: `read_timeout`); "" is no watch. Moving a deadline later
-    costs nothing: the timer fires at the old time and asks again. Returns
-
-    - "nothing": no watch any more (a request came, the connection is busy);
-    - "wait": the deadline is later than now; or the body watch finds reading paused by our
-      own flow control (the handler is slow, not the client): set the timer again;
-    - "fail body": the body stopped arriving in time (the handler gets a 408);
-    - "close": an idle connection or an unfinished head (slowloris) timed out, unless a
-      handler is running (`busy`), which makes an idle watch "nothing".
-    """
-    if not watch:
-        return "nothing"
-    if now < deadline or (watch == "body" and reading_paused):
-        return "wait"
-    if watch == "body":
-        return "fail body"
-    if watch == "idle" and busy:
-        return "nothing"
-    return "close"
-
-
-
 class _ConnectionInfo:
     """What a handler may ask of its connection (aiohttp's names)."""
 
@@ -215,39 +187,78 @@ class _BytesIn:
             self._start_next()
 
 
-class _BodyStreams:
-    """Where a body's bytes go: its stream, or the decoder in front of it."""
+class _KeepOrHandOver:
+    """After a response: the next request, an upgrade, or the close."""
 
-    def _feed_body(self, data: bytes) -> None:
-        body = self._body
-        if body is None:
-            return  # the body of a request whose stream already failed
-        try:
-            body.feed_data(data)
-        except HTTPException as error:  # undecodable compressed body
-            self._fail_body(error)
+    def _after_response(self, keep: bool) -> None:
+        """Keep the connection for the next request, or close it."""
+        if self.transport is None:
+            return
+        if not keep or self._closing:
+            self._keepalive = False
+            self._close_transport()
+            return
+        if self._parser.paused and not self._messages:
+            # the handler of the Upgrade request (the last one parsed: the parser stops
+            # behind it) answered without switching: what follows it is HTTP after all.
+            # While requests before it wait, the bytes behind it stay for its handler.
+            events = self._parser.resume()
+            self._resume_reading_for_buffer()
+            if events:
+                self._dispatch(events)
+                if self._task is not None:
+                    return
+        if self._messages:
+            self._start_next()
+        elif self._eof:
+            self._close_transport()
+        elif not self._watch:
+            self._watch_idle()
 
-    def _fail_body(self, error: BaseException) -> None:
-        body, self._body = self._body, None
-        if body is not None:
-            getattr(body, "_payload", body).set_exception(error)
+    # -- handing the connection over (stage 05) ------------------------------------------
 
-    def _new_payload(self, message: RawRequestMessage) -> tuple[Any, StreamReader]:
-        """(what the body's bytes are fed to, the stream the handler reads)."""
-        on_first_read = None
-        if message.expect_continue:
-            def on_first_read() -> None:
-                # RFC 9110 §10.1.1: send 100 Continue only when the handler wants the body
-                request = self._request
-                if request is not None and request._message is message:
-                    request._payload_writer.write_interim("HTTP/1.1 100 Continue")
-        if message.compression is not None and self.auto_decompress:
-            decompressor = BodyDecompressor(self, message.compression, self._read_bufsize,
-                                            on_first_read)
-            return decompressor, decompressor._payload
-        payload = StreamReader(self, self._read_bufsize, loop=self._loop,
-                               on_first_read=on_first_read)
-        return payload, payload
+    def upgrade(self, receiver: Any) -> None:
+        """After a 101: give the connection to another protocol.
+
+        `receiver` gets `data_received(bytes)`, `eof_received()` and `connection_lost(exc)`
+        from now on, starting with the bytes that arrived behind the request's head, and
+        `await receiver.shutdown(timeout)` when the server shuts down.
+        """
+        self._uncork()
+        self._upgraded = receiver
+        self._cancel_timer()
+        tail = self._parser.take_unprocessed()
+        if tail:
+            receiver.data_received(tail)
+        self._resume_reading_for_buffer()
+
+
+def timer_verdict(watch: str, now: float, deadline: float, reading_paused: bool,
+                  busy: bool) -> str:
+    """What a connection's timer decides when it fires.
+
+    One timer serves three watches: "idle" (a keep-alive connection waiting for a request:
+    `keepalive_timeout`), "head" (a head has begun and must end: `header_timeout`) and
+    "body" (a body is awaited: `read_timeout`); "" is no watch. Moving a deadline later
+    costs nothing: the timer fires at the old time and asks again. Returns
+
+    - "nothing": no watch any more (a request came, the connection is busy);
+    - "wait": the deadline is later than now; or the body watch finds reading paused by our
+      own flow control (the handler is slow, not the client): set the timer again;
+    - "fail body": the body stopped arriving in time (the handler gets a 408);
+    - "close": an idle connection or an unfinished head (slowloris) timed out, unless a
+      handler is running (`busy`), which makes an idle watch "nothing".
+    """
+    if not watch:
+        return "nothing"
+    if now < deadline or (watch == "body" and reading_paused):
+        return "wait"
+    if watch == "body":
+        return "fail body"
+    if watch == "idle" and busy:
+        return "nothing"
+    return "close"
+
 
 
 class _Watches:
@@ -323,50 +334,39 @@ class _Watches:
             self._watch = ""
 
 
-class _KeepOrHandOver:
-    """After a response: the next request, an upgrade, or the close."""
+class _BodyStreams:
+    """Where a body's bytes go: its stream, or the decoder in front of it."""
 
-    def _after_response(self, keep: bool) -> None:
-        """Keep the connection for the next request, or close it."""
-        if self.transport is None:
-            return
-        if not keep or self._closing:
-            self._keepalive = False
-            self._close_transport()
-            return
-        if self._parser.paused and not self._messages:
-            # the handler of the Upgrade request (the last one parsed: the parser stops
-            # behind it) answered without switching: what follows it is HTTP after all.
-            # While requests before it wait, the bytes behind it stay for its handler.
-            events = self._parser.resume()
-            self._resume_reading_for_buffer()
-            if events:
-                self._dispatch(events)
-                if self._task is not None:
-                    return
-        if self._messages:
-            self._start_next()
-        elif self._eof:
-            self._close_transport()
-        elif not self._watch:
-            self._watch_idle()
+    def _feed_body(self, data: bytes) -> None:
+        body = self._body
+        if body is None:
+            return  # the body of a request whose stream already failed
+        try:
+            body.feed_data(data)
+        except HTTPException as error:  # undecodable compressed body
+            self._fail_body(error)
 
-    # -- handing the connection over (stage 05) ------------------------------------------
+    def _fail_body(self, error: BaseException) -> None:
+        body, self._body = self._body, None
+        if body is not None:
+            getattr(body, "_payload", body).set_exception(error)
 
-    def upgrade(self, receiver: Any) -> None:
-        """After a 101: give the connection to another protocol.
-
-        `receiver` gets `data_received(bytes)`, `eof_received()` and `connection_lost(exc)`
-        from now on, starting with the bytes that arrived behind the request's head, and
-        `await receiver.shutdown(timeout)` when the server shuts down.
-        """
-        self._uncork()
-        self._upgraded = receiver
-        self._cancel_timer()
-        tail = self._parser.take_unprocessed()
-        if tail:
-            receiver.data_received(tail)
-        self._resume_reading_for_buffer()
+    def _new_payload(self, message: RawRequestMessage) -> tuple[Any, StreamReader]:
+        """(what the body's bytes are fed to, the stream the handler reads)."""
+        on_first_read = None
+        if message.expect_continue:
+            def on_first_read() -> None:
+                # RFC 9110 §10.1.1: send 100 Continue only when the handler wants the body
+                request = self._request
+                if request is not None and request._message is message:
+                    request._payload_writer.write_interim("HTTP/1.1 100 Continue")
+        if message.compression is not None and self.auto_decompress:
+            decompressor = BodyDecompressor(self, message.compression, self._read_bufsize,
+                                            on_first_read)
+            return decompressor, decompressor._payload
+        payload = StreamReader(self, self._read_bufsize, loop=self._loop,
+                               on_first_read=on_first_read)
+        return payload, payload
 
 
 class _Closing:

@@ -12,7 +12,21 @@ from lowserver.body_decoding import decompression_wbits
 from lowserver.server import DRAIN_LIMIT, RequestHandler, timer_verdict
 
 
-def test_exercise_1_decompression_wbits():
+def test_exercise_1_timer_verdict():
+    assert timer_verdict("", 10.0, 5.0, False, False) == "nothing"
+    assert timer_verdict("", 1.0, 5.0, True, True) == "nothing"
+    for watch in ("idle", "head", "body"):
+        assert timer_verdict(watch, 4.0, 5.0, False, False) == "wait"
+    assert timer_verdict("idle", 6.0, 5.0, False, False) == "close"
+    assert timer_verdict("idle", 6.0, 5.0, False, True) == "nothing"
+    assert timer_verdict("head", 6.0, 5.0, False, False) == "close"
+    assert timer_verdict("head", 6.0, 5.0, True, True) == "close"
+    assert timer_verdict("body", 6.0, 5.0, False, True) == "fail body"
+    assert timer_verdict("body", 6.0, 5.0, True, True) == "wait"
+    assert timer_verdict("body", 5.0, 5.0, False, False) == "fail body"   # at the deadline
+
+
+def test_exercise_2_decompression_wbits():
     assert decompression_wbits("gzip", 0x1F) == 16 + zlib.MAX_WBITS
     assert decompression_wbits("deflate", 0x78) == zlib.MAX_WBITS       # zlib header 0x78
     assert decompression_wbits("deflate", 0x08) == zlib.MAX_WBITS
@@ -27,20 +41,6 @@ def test_exercise_1_decompression_wbits():
             assert zlib.decompressobj(wbits=wbits).decompress(data) == body
     with pytest.raises(ValueError):
         decompression_wbits("br", 0x00)
-
-
-def test_exercise_2_timer_verdict():
-    assert timer_verdict("", 10.0, 5.0, False, False) == "nothing"
-    assert timer_verdict("", 1.0, 5.0, True, True) == "nothing"
-    for watch in ("idle", "head", "body"):
-        assert timer_verdict(watch, 4.0, 5.0, False, False) == "wait"
-    assert timer_verdict("idle", 6.0, 5.0, False, False) == "close"
-    assert timer_verdict("idle", 6.0, 5.0, False, True) == "nothing"
-    assert timer_verdict("head", 6.0, 5.0, False, False) == "close"
-    assert timer_verdict("head", 6.0, 5.0, True, True) == "close"
-    assert timer_verdict("body", 6.0, 5.0, False, True) == "fail body"
-    assert timer_verdict("body", 6.0, 5.0, True, True) == "wait"
-    assert timer_verdict("body", 5.0, 5.0, False, False) == "fail body"   # at the deadline
 
 
 class FakeBody:
