@@ -32,7 +32,7 @@ from lowserver.websocket_reading import (
     MESSAGE_OVERHEAD, READ_HIGH_WATER, THRESHOLD_CONNLOST_ACCESS, ReceivingMixin,
     WSMessageTypeError,
 )
-from lowserver.websocket_sending import SendingMixin
+from lowserver.websocket_sending import FrameBatch, SendingMixin
 
 __all__ = ["WebSocketResponse", "WebSocketReady", "WSMessageTypeError", "WSMsgType",
            "WSMessage", "WSCloseCode", "WebSocketError", "MESSAGE_OVERHEAD",
@@ -103,8 +103,7 @@ class _WebSocketState(StreamResponse):
         self._parser: WebSocketParser | None = None
         self._frame_writer: FrameWriter | None = None
         self._plain = True             # no compression, no fragmentation: the short send path
-        self._out: list[bytes] = []    # frames written in this turn of the loop (see _write)
-        self._out_size = 0
+        self._batch: FrameBatch | None = None   # frames of this loop turn (_start_batching)
         self._compressing: asyncio.Task[BaseException | None] | None = None
         # messages in: a queue, the bytes it holds, the receive() waiting for it
         self._messages: deque[WSMessage] = deque()
@@ -237,6 +236,7 @@ class _Accepting(_WebSocketView):
         self._parser = WebSocketParser(self._max_msg_size, deflate=deflate)
         self._frame_writer = FrameWriter(deflate=deflate, max_frame_size=self._max_frame_size)
         self._plain = self._frame_writer.plain
+        self._start_batching()
         self._start_heartbeat()
         # From here on the bytes are frames. The server feeds us at once what arrived behind
         # the request's head: frames a client sent without waiting for our 101.
