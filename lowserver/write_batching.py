@@ -5,32 +5,30 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-__all__ = ["WriteCoalescer"]
+__all__ = ["WriteBatch", "WriteCoalescer"]
 
 
-class WriteCoalescer:
-    """Stands in for the transport while pipelined requests are answered: the writes of one
-    event-loop iteration leave together, in one `transport.write()` (one `send()`), at the
-    end of the iteration, or as soon as 64 KiB are waiting. Everything else is the
-    transport's own. A handler that waits (for a body, a timer) ends the iteration, so
-    nothing written is ever held back longer than that.
-    """
+class WriteBatch:
+    """The writes of one event-loop turn, queued and handed to `transport.write()` in one
+    piece (one `send()`): at the end of the turn, or as soon as `limit` bytes wait. HTTP
+    uses it through `WriteCoalescer`; WebSocket frames through a subclass of their own."""
 
-    __slots__ = ("transport", "_loop", "_chunks", "_size")
-    LIMIT = 64 * 1024
+    __slots__ = ("transport", "_loop", "_chunks", "_size", "_limit")
 
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop,
+                 limit: int = 64 * 1024) -> None:
         self.transport = transport
         self._loop = loop
         self._chunks: list[bytes] = []
         self._size = 0
+        self._limit = limit
 
     def write(self, data: bytes) -> None:
         if not self._chunks:
             self._loop.call_soon(self.flush)
         self._chunks.append(data)
         self._size += len(data)
-        if self._size >= self.LIMIT:
+        if self._size >= self._limit:
             self.flush()
 
     def writelines(self, chunks: Any) -> None:
@@ -43,6 +41,17 @@ class WriteCoalescer:
             self._chunks, self._size = [], 0
             if not self.transport.is_closing():
                 self.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+
+class WriteCoalescer(WriteBatch):
+    """Stands in for the transport while pipelined requests are answered: a `WriteBatch`
+    that is also everything else the transport is. A handler that waits (for a body, a
+    timer) ends the iteration, so nothing written is ever held back longer than that.
+    (`__getattr__` costs every attribute read its fast path on CPython 3.11: that is why
+    the batching itself is `WriteBatch`, which the WebSocket side subclasses.)
+    """
+
+    __slots__ = ()
 
     def get_write_buffer_size(self) -> int:
         return self.transport.get_write_buffer_size() + self._size
