@@ -416,7 +416,8 @@ class RequestHandler(_ConnectionInfo, _ConnectionLife, _BytesIn, _BodyStreams, _
 
     - `keepalive_timeout=75.0`: seconds an idle keep-alive connection is kept (aiohttp: 3630);
     - `header_timeout=20.0`: seconds from the first byte of a head to its end (slowloris);
-    - `read_timeout=60.0`: seconds without a byte while a body is awaited (→ 408);
+    - `read_timeout=60.0`: seconds allowed between two pieces of a body, and before its
+      first (→ 408); an idle timeout, not one for the whole body (ours: aiohttp has none);
     - `client_max_size=1024**2`: the most `request.read()` returns (→ 413);
     - `lingering_time=10.0`: seconds spent reading and dropping a body the handler left unread;
     - `max_line_size`, `max_field_size` (8190), `max_headers` (128): the parser's limits;
