@@ -1,4 +1,6 @@
-"""Shared by the end-to-end tests: serve a handler on a free loopback port, then close it all."""
+"""Shared by the end-to-end tests: serve a handler on a free loopback port, then close it all;
+the raw-socket helpers (a head, everything until the close, masked client frames, a server
+frame), and an echo WebSocket handler."""
 from __future__ import annotations
 
 import asyncio
@@ -6,9 +8,10 @@ import contextlib
 from typing import Any, AsyncIterator
 
 from lowserver import web
-from lowserver.websocket_frames import WSMsgType
+from lowserver.websocket_frames import WSMsgType, apply_mask, frame_header
 
 LONG = 10.0  # upper bound for anything that should take milliseconds
+MASK = b"\x37\xfa\x21\x3d"   # the masking key of the clients' frames (RFC 6455 §5.3)
 
 
 @contextlib.asynccontextmanager
@@ -56,3 +59,47 @@ def echo_handler(results: list | None = None, **options: Any) -> Any:
             results.append((seen, ws.close_code, ws.exception(), ws.compress))
         return ws
     return handler
+
+
+# --- raw sockets ------------------------------------------------------------------------
+
+async def read_head(reader: asyncio.StreamReader) -> bytes:
+    """A response head, up to and with its empty line."""
+    return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LONG)
+
+
+async def read_all(reader: asyncio.StreamReader, bound: float = LONG) -> bytes:
+    """Everything the server sends until it closes; fails if it does not close in `bound`."""
+    return await asyncio.wait_for(reader.read(), bound)
+
+
+async def exchange(port: int, data: bytes, *, host: str = "127.0.0.1",
+                   half_close: bool = False) -> bytes:
+    """Send raw bytes, read until the server closes (bounded), return all it sent."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        if half_close:
+            writer.write_eof()
+        return await read_all(reader)
+    finally:
+        writer.close()
+
+
+def client_frame(data: bytes, opcode: int = WSMsgType.BINARY, *, fin: bool = True,
+                 rsv1: bool = False) -> bytes:
+    """A frame as a client sends it: masked (RFC 6455 §5.3)."""
+    return frame_header(len(data), opcode, fin=fin, rsv1=rsv1, mask=MASK) + apply_mask(MASK, data)
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One server frame: (first byte, payload). Server frames are never masked."""
+    first, second = await asyncio.wait_for(reader.readexactly(2), LONG)
+    assert not second & 0x80, "a server frame must not be masked (RFC 6455 §5.1)"
+    length = second & 0x7F
+    if length == 126:
+        length = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), LONG), "big")
+    elif length == 127:
+        length = int.from_bytes(await asyncio.wait_for(reader.readexactly(8), LONG), "big")
+    return first, await asyncio.wait_for(reader.readexactly(length), LONG)

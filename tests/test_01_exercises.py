@@ -72,7 +72,7 @@ def test_exercise_2_body_framing():
         with pytest.raises(TransferEncodingError):
             body_framing(v11, headers(("Transfer-Encoding", value)))
     with pytest.raises(HttpProcessingError):
-        body_framing(v11, headers(("Transfer-Encoding", "chun\u212aed")))   # KELVIN SIGN
+        body_framing(v11, headers(("Transfer-Encoding", "chun\u212aed")))   # KELVIN SIGN, no "k"
 
 
 def test_exercise_3_connection_options():
@@ -97,5 +97,5 @@ def test_exercise_3_connection_options():
                                            ("Connection", "close"))) == (True, False)
     assert connection_options(v11, headers(("Connection", "keep-alive"), ("Connection", "upgrade"),
                                            ("Upgrade", "websocket"))) == (False, True)
-    assert connection_options(v11, headers(("Connection", "\u212aeep-alive, upgr\u212ade"),
-                                           ("Upgrade", "websocket"))) == (False, False)
+    # tokens fold ASCII letters only: str.lower() would make "\u212aeep-alive" "keep-alive"
+    assert connection_options(v10, headers(("Connection", "\u212aeep-alive"))) == (True, False)

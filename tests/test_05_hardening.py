@@ -22,13 +22,12 @@ import zlib
 
 import pytest
 
-from loopback import echo_handler, serve
+from loopback import MASK, client_frame, echo_handler, read_frame, read_head, serve
 from lowserver import web
 from lowserver.websocket_deflate import PerMessageDeflate, negotiate_permessage_deflate
 from lowserver.websocket_frames import (
     FrameWriter,
     WSMsgType,
-    apply_mask,
     build_frame,
     frame_header,
 )
@@ -37,7 +36,6 @@ from lowserver.websocket_parser import WebSocketParser
 
 LONG = 10.0           # upper bound for anything that should take (much) less
 SOON = 1.0            # "at once", generously: what the old behaviour took 10 s to do
-MASK = b"\x37\xfa\x21\x3d"
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 GOOD = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
         "Sec-WebSocket-Key": KEY}
@@ -49,10 +47,6 @@ def handshake(*, upgrade: str = "websocket", version: str = "13", key: str = KEY
     return (f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: {upgrade}\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
             f"Sec-WebSocket-Version: {version}\r\n{extra}\r\n").encode("utf-8")
-
-
-async def read_head(reader: asyncio.StreamReader) -> bytes:
-    return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LONG)
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
@@ -115,25 +109,8 @@ def test_header_names_of_a_plain_mapping_fold_ascii_only():
 
 # --- frames over a raw socket -----------------------------------------------------------------
 
-def client_frame(data: bytes, opcode: int = WSMsgType.BINARY, *, fin: bool = True,
-                 rsv1: bool = False) -> bytes:
-    return frame_header(len(data), opcode, fin=fin, rsv1=rsv1, mask=MASK) + apply_mask(MASK, data)
-
-
 def close_frame(code: int, reason: bytes = b"") -> bytes:
     return client_frame(code.to_bytes(2, "big") + reason, WSMsgType.CLOSE)
-
-
-async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    """One server frame: (first byte, payload). Server frames are never masked."""
-    first, second = await asyncio.wait_for(reader.readexactly(2), LONG)
-    assert not second & 0x80, "a server frame must not be masked (RFC 6455 §5.1)"
-    length = second & 0x7F
-    if length == 126:
-        length = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), LONG), "big")
-    elif length == 127:
-        length = int.from_bytes(await asyncio.wait_for(reader.readexactly(8), LONG), "big")
-    return first, await asyncio.wait_for(reader.readexactly(length), LONG)
 
 
 async def open_websocket(port: int, request: bytes | None = None

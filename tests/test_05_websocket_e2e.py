@@ -16,11 +16,10 @@ import pytest
 from websockets.asyncio.client import connect as websockets_connect
 
 from lowserver import web
-from loopback import echo_handler, serve
-from lowserver.websocket_frames import WSMsgType, apply_mask, frame_header
+from loopback import client_frame, echo_handler, read_frame, read_head, serve
+from lowserver.websocket_frames import WSMsgType, frame_header
 
 LONG = 20.0           # upper bound for anything that should take (much) less
-MASK = b"\x37\xfa\x21\x3d"
 SIZES = [0, 125, 126, 65535, 65536, 16 * 1024 * 1024]
 HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
              b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -160,10 +159,6 @@ async def test_ping_pong_with_aiohttp_client():
 
 # --- the handshake on the wire ---------------------------------------------------------------
 
-async def read_head(reader: asyncio.StreamReader) -> bytes:
-    return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LONG)
-
-
 async def open_websocket(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A raw connection to /ws, past the handshake (its 101 read)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -213,24 +208,8 @@ async def test_frames_right_behind_the_handshake():
 
 # --- protocol errors over a raw socket ------------------------------------------------------
 
-def client_frame(data: bytes, opcode: int = WSMsgType.BINARY, *, fin: bool = True) -> bytes:
-    return frame_header(len(data), opcode, fin=fin, mask=MASK) + apply_mask(MASK, data)
-
-
 def with_first_byte(first: int, frame: bytes) -> bytes:
     return bytes((first,)) + frame[1:]
-
-
-async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    """One server frame: (first byte, payload). Server frames are never masked."""
-    first, second = await asyncio.wait_for(reader.readexactly(2), LONG)
-    assert not second & 0x80, "a server frame must not be masked (RFC 6455 §5.1)"
-    length = second & 0x7F
-    if length == 126:
-        length = int.from_bytes(await reader.readexactly(2), "big")
-    elif length == 127:
-        length = int.from_bytes(await reader.readexactly(8), "big")
-    return first, await asyncio.wait_for(reader.readexactly(length), LONG)
 
 
 PROTOCOL_ERRORS = [

@@ -23,25 +23,9 @@ import pytest
 import trustme
 
 from lowserver import web
-from loopback import LONG, serve
+from loopback import LONG, client_frame, exchange, read_all, read_frame, serve
 
 # --- helpers ------------------------------------------------------------------------
-
-
-async def read_all(reader: asyncio.StreamReader, bound: float = LONG) -> bytes:
-    """Everything the server sends until it closes; fails if it does not close in `bound`."""
-    return await asyncio.wait_for(reader.read(), bound)
-
-
-async def exchange(port: int, data: bytes, *, half_close: bool = False) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(data)
-        if half_close:
-            writer.write_eof()
-        return await read_all(reader)
-    finally:
-        writer.close()
 
 
 def statuses(raw: bytes) -> list[int]:
@@ -248,12 +232,6 @@ async def test_connection_keep_alive_then_close_on_two_lines_closes():
         assert statuses(raw) == [200] and b"Connection: close" in raw
 
 
-def masked_frame(opcode: int, payload: bytes, mask: bytes = b"\x01\x02\x03\x04") -> bytes:
-    assert len(payload) < 126
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked
-
-
 UPGRADE = (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n{connection}"
            b"Sec-WebSocket-Key: " + base64.b64encode(b"0123456789abcdef") + b"\r\n"
            b"Sec-WebSocket-Version: 13\r\n\r\n")
@@ -269,26 +247,18 @@ async def ws_echo(request):
     return ws
 
 
-async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    first, second = await asyncio.wait_for(reader.readexactly(2), LONG)
-    length = second & 0x7F
-    if length == 126:
-        length = struct.unpack("!H", await reader.readexactly(2))[0]
-    return first & 0x0F, await asyncio.wait_for(reader.readexactly(length), LONG)
-
-
 async def test_connection_keep_alive_then_upgrade_on_two_lines_is_an_upgrade():
     async with serve(ws_echo) as (server, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             writer.write(UPGRADE.replace(b"{connection}", b"Connection: keep-alive\r\n"
                                                           b"Connection: upgrade\r\n")
-                         + masked_frame(0x1, b"hi"))
+                         + client_frame(b"hi", 0x1))
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LONG)
             assert head.startswith(b"HTTP/1.1 101 "), head
-            assert await read_frame(reader) == (0x1, b"echo hi")
-            writer.write(masked_frame(0x8, struct.pack("!H", 1000)))
-            assert (await read_frame(reader))[0] == 0x8
+            assert await read_frame(reader) == (0x81, b"echo hi")
+            writer.write(client_frame(struct.pack("!H", 1000), 0x8))
+            assert (await read_frame(reader))[0] == 0x88
         finally:
             writer.close()
 
@@ -325,7 +295,7 @@ async def test_an_interim_status_from_the_handler_is_a_500(caplog):
         return web.Response(text="second")
 
     async with serve(handler) as (server, port):
-        with caplog.at_level(logging.ERROR, logger="aiohttp.server"):
+        with caplog.at_level(logging.ERROR, logger="lowserver.server"):
             raw = await exchange(port, b"GET /early HTTP/1.1\r\nHost: x\r\n\r\n"
                                        b"GET /next HTTP/1.1\r\nHost: x\r\n"
                                        b"Connection: close\r\n\r\n")
@@ -342,7 +312,7 @@ async def test_a_content_length_that_disagrees_with_the_body_is_a_500(declared, 
         return response
 
     async with serve(handler) as (server, port):
-        with caplog.at_level(logging.ERROR, logger="aiohttp.server"):
+        with caplog.at_level(logging.ERROR, logger="lowserver.server"):
             raw = await exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert statuses(raw) == [500], raw
         assert b"hello" not in raw
@@ -357,15 +327,15 @@ async def test_frames_behind_an_upgrade_behind_a_request_reach_its_handler():
         try:
             writer.write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
                          + UPGRADE.replace(b"{connection}", b"Connection: Upgrade\r\n")
-                         + masked_frame(0x1, b"first"))
+                         + client_frame(b"first", 0x1))
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LONG)
             assert head.startswith(b"HTTP/1.1 200 "), head
             assert await asyncio.wait_for(reader.readexactly(5), LONG) == b"plain"
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LONG)
             assert head.startswith(b"HTTP/1.1 101 "), head
-            assert await read_frame(reader) == (0x1, b"echo first")
-            writer.write(masked_frame(0x8, struct.pack("!H", 1000)))
-            assert (await read_frame(reader))[0] == 0x8
+            assert await read_frame(reader) == (0x81, b"echo first")
+            writer.write(client_frame(struct.pack("!H", 1000), 0x8))
+            assert (await read_frame(reader))[0] == 0x88
         finally:
             writer.close()
 

@@ -17,22 +17,8 @@ import aiohttp
 import pytest
 
 from lowserver import web
-from loopback import LONG, serve
+from loopback import LONG, exchange, serve
 
-
-
-async def exchange(port: int, data: bytes, *, host: str = "127.0.0.1",
-                   half_close: bool = False) -> bytes:
-    """Send raw bytes, read until the server closes (bounded), return all it sent."""
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        writer.write(data)
-        await writer.drain()
-        if half_close:
-            writer.write_eof()
-        return await asyncio.wait_for(reader.read(), LONG)
-    finally:
-        writer.close()
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[bytes, dict, bytes]:
