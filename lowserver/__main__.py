@@ -1,13 +1,14 @@
 """Run the demo server: ``python -m lowserver [--host H] [--port P]``.
 
 Hand-written (not generated). It serves the README's program (aiohttp's low-level example) through lowserver's own
-`ServerRunner` and `TCPSite`, with a handler that shows what it received:
+`ServerRunner` and `TCPSite`, with the demo handler `lowserver.demo.handler` (notebook 07):
 
+- ``/`` is a page for a browser: it opens a WebSocket to ``/ws`` and shows the echo;
 - ``/stream?n=N`` streams N lines with chunked encoding (`StreamResponse`);
 - ``/ws`` echoes WebSocket messages;
 - any other method and path answers with a plain-text description of the request (method,
-  target, version, headers, body size). ``--port 0`` picks a free port; the address served is
-  printed. Ctrl-C shuts the server down gracefully.
+  target, version, headers, body: the first 64 KiB). ``--port 0`` picks a free port; the
+  address served is printed. Ctrl-C shuts the server down gracefully.
 """
 from __future__ import annotations
 
@@ -18,37 +19,7 @@ import signal
 import sys
 
 from lowserver import web
-
-
-async def handler(request: web.BaseRequest) -> web.StreamResponse:
-    if request.path == "/stream":
-        try:
-            lines = min(int(request.query.get("n", "10")), 10_000)
-        except ValueError:
-            raise web.HTTPBadRequest(text="n must be a whole number") from None
-        response = web.StreamResponse()
-        response.content_type = "text/plain"
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        for i in range(lines):
-            await response.write(f"line {i + 1} of {lines}\n".encode())
-        await response.write_eof()
-        return response
-    if request.path == "/ws" and request.headers.get("Upgrade", "").lower() == "websocket":
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        async for message in ws:
-            if message.type == web.WSMsgType.TEXT:
-                await ws.send_str(message.data)
-            elif message.type == web.WSMsgType.BINARY:
-                await ws.send_bytes(message.data)
-        return ws
-    body = await request.read()
-    lines = [f"{request.method} {request.path_qs} HTTP/{request.version.major}."
-             f"{request.version.minor}", ""]
-    lines += [f"{name}: {value}" for name, value in request.headers.items()]
-    lines += ["", f"body: {len(body)} bytes", "", "served by lowserver"]
-    return web.Response(text="\n".join(lines) + "\n")
+from lowserver.demo import handler
 
 
 async def serve(host: str, port: int) -> None:
