@@ -38,6 +38,7 @@ _register("server", "Server", "RequestHandler")
 _register("runner", "BaseRunner", "ServerRunner", "BaseSite", "TCPSite", "UnixSite", "SockSite",
           "GracefulExit")
 _register("access_log", "AbstractAccessLogger", "AccessLogger")
+_register("file_response", "FileResponse")
 
 
 def __getattr__(name: str) -> Any:
