@@ -53,7 +53,8 @@ def browser_command(profile: Path) -> list[str]:
 
 @contextlib.asynccontextmanager
 async def chromium(profile: Path):
-    """Start the browser; yield the URL of its DevTools WebSocket; kill it after."""
+    """Start the browser; yield the URL of its DevTools WebSocket; stop it after (SIGTERM,
+    then SIGKILL if it is not gone in 5 s)."""
     log = profile.parent / "chromium.log"
     with log.open("wb") as output:
         process = await asyncio.create_subprocess_exec(
@@ -69,7 +70,11 @@ async def chromium(profile: Path):
         yield f"ws://127.0.0.1:{int(lines[0])}{lines[1]}"
     finally:
         if process.returncode is None:
-            process.kill()
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 5)
+            except asyncio.TimeoutError:
+                process.kill()
         await asyncio.wait_for(process.wait(), LONG)
 
 
