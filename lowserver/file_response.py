@@ -16,7 +16,7 @@ import pathlib
 import stat
 from mimetypes import MimeTypes
 from types import MappingProxyType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from lowserver.codings import parse_accept_encoding
 from lowserver.conditions import (NOT_MODIFIED, PRECONDITION_FAILED, evaluate_preconditions,
@@ -25,6 +25,10 @@ from lowserver.fields import ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, 
 from lowserver.ranges import RangeNotSatisfiable, content_range, parse_byte_range, unsatisfied_range
 from lowserver.stream_response import StreamResponse
 from lowserver.write_batching import WriteBatch
+
+if TYPE_CHECKING:    # annotations only: the request and the writer sit below, no import cycle
+    from lowserver.body_writer import StreamWriter
+    from lowserver.request import BaseRequest
 
 __all__ = ["FileResponse", "open_file", "guess_content_type", "CONTENT_TYPES",
            "ENCODING_EXTENSIONS", "FALLBACK_CONTENT_TYPE", "DEFAULT_CHUNK_SIZE"]
@@ -179,7 +183,8 @@ class FileResponse(_FileAnswers, _FileSending, StreamResponse):
         self._path = pathlib.Path(path)
         self._chunk_size = chunk_size
 
-    async def prepare(self, request: Any) -> Any:
+    async def prepare(self, request: BaseRequest) -> StreamWriter | None:
+        """Send the whole response (head, body, end); returns the body writer."""
         if self.prepared:               # sent already (the handler prepared it)
             return await super().prepare(request)
         loop = asyncio.get_running_loop()
@@ -195,8 +200,8 @@ class FileResponse(_FileAnswers, _FileSending, StreamResponse):
         with file:
             return await self._prepare_open_file(request, file, st, coding)
 
-    async def _prepare_open_file(self, request: Any, file: IO[bytes], st: os.stat_result,
-                                 coding: str | None) -> Any:
+    async def _prepare_open_file(self, request: BaseRequest, file: IO[bytes],
+                                 st: os.stat_result, coding: str | None) -> StreamWriter | None:
         size, mtime, etag = st.st_size, st.st_mtime, file_etag(st)
         headers, part = request.headers, None
         if self._status == 200:         # §13.2.1: conditions apply to what would be a 2xx

@@ -8,7 +8,6 @@ loopback in test_09_file_response_e2e.py). Files get fixed modification times.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import gzip
 import os
 from pathlib import Path
@@ -19,7 +18,7 @@ from lowserver import web
 from lowserver import file_response as file_response_module
 from lowserver.conditions import (NOT_MODIFIED, PRECONDITION_FAILED, etag_matches,
                                   evaluate_preconditions, file_etag, if_range_allows)
-from lowserver.fields import ETag, format_http_date, parse_http_date
+from lowserver.fields import ETag, format_http_date
 from lowserver.file_response import FileResponse, guess_content_type, open_file
 from lowserver.ranges import content_range, unsatisfied_range
 from lowserver.testing import MemoryTransport, MockProtocol, make_mocked_request
