@@ -185,13 +185,29 @@ async def test_a_tls_connection_serves_one_response_after_another(tmp_path, tls)
     data = pattern(MIB + 1)
     touch(tmp_path / "f.bin", data)
     server_context, client_context = tls
-    async with serve_tls(files_handler(tmp_path, chunk_size=100_000), server_context) as (_, port):
+    handler = files_handler(tmp_path, chunk_size=100_000)
+    async with serve_tls(handler, server_context) as (server, port):
         async with aiohttp.ClientSession() as session:
             for fields, status, body in [({}, 200, data), ({"Range": "bytes=10-19"}, 206,
                                                              data[10:20]), ({}, 200, data)]:
                 async with session.get(f"https://127.0.0.1:{port}/f.bin", headers=fields,
                                        ssl=client_context) as resp:
                     assert resp.status == status and await resp.read() == body
+            assert len(server.connections) == 1 and server.requests_count == 3
+
+
+async def test_an_http_10_client_gets_the_length_and_the_close(tmp_path):
+    data = pattern(300_000)
+    touch(tmp_path / "f.bin", data)
+    async with serve(files_handler(tmp_path)) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"GET /f.bin HTTP/1.0\r\n\r\n")
+            head = await read_head(reader)
+            assert head.startswith(b"HTTP/1.0 200 OK\r\n") and b"Content-Length: 300000" in head
+            assert await read_all(reader) == data
+        finally:
+            writer.close()
 
 
 # --- a file that shrinks, a client that goes away --------------------------------------------
