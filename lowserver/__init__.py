@@ -38,6 +38,7 @@ _register("server", "Server", "RequestHandler")
 _register("runner", "BaseRunner", "ServerRunner", "BaseSite", "TCPSite", "UnixSite", "SockSite",
           "GracefulExit")
 _register("access_log", "AbstractAccessLogger", "AccessLogger")
+_register("serving", "run_app")  # stage 08: aiohttp's web.run_app
 _register("file_response", "FileResponse")
 
 
