@@ -93,10 +93,9 @@ class _AnsweringOne:
             except Exception as exc:   # e.g. a CR or LF in a header field: nothing went out
                 response = await self._prepared_error_response(request, exc)
             await response.write_eof()
-            keep = (parse_error is None and response.keep_alive
-                    and not request._payload_writer.must_close)
-            if keep and message.method == "CONNECT" and 200 <= response.status < 300:
-                keep = False   # RFC 9110 §9.3.6: after a 2xx to CONNECT, a tunnel, not HTTP
+            # stage 02's connection_persists() decided it as the body ended (a request
+            # that failed to parse was built to say `Connection: close`: see _ERROR_MESSAGE)
+            keep = response.keep_alive
         except asyncio.CancelledError:
             self._request = None
             self.force_close()

@@ -206,3 +206,17 @@ def complete_head(headers: Any, method: str, status: int, http11: bool, keep_ali
         elif not keep_alive and "keep-alive" in options:
             headers[CONNECTION] = "close"
     return framing, keep_alive
+
+
+def connection_persists(keep_alive: bool, body_delimited: bool, method: str,
+                        status: int) -> bool:
+    """Once a response is sent: may its connection carry the next request?
+
+    `keep_alive`: what `complete_head()` decided from the request and the response;
+    `body_delimited`: the body writer sent every byte it announced and marked the end
+    (a length or the last chunk), rather than needing the close to end it.
+    """
+    if not keep_alive or not body_delimited:   # RFC 9112 §6.3 rules 6 and 8, §9.6
+        return False
+    # RFC 9110 §9.3.6: after a 2xx to CONNECT the connection is a tunnel, not HTTP
+    return not (method == "CONNECT" and 200 <= status < 300)

@@ -26,6 +26,7 @@ from lowserver.answering import (  # noqa: F401  (DRAIN_LIMIT: a stage-06 name)
     DRAIN_LIMIT, MAX_PIPELINED, _Answering, _AnsweringOne, _Draining, _ErrorResponses,
 )
 from lowserver.body_decoding import BodyDecompressor
+from lowserver.connection_states import connection_state
 from lowserver.exceptions import HTTPException, HTTPRequestTimeout
 from lowserver.http_parser import (
     EndOfChunk,
@@ -49,8 +50,17 @@ class _ConnectionInfo:
     """What a handler may ask of its connection (aiohttp's names)."""
 
     def __repr__(self) -> str:
-        state = "idle" if self._request is None else self._request.method
-        return f"<RequestHandler {state} connected={self.transport is not None}>"
+        request = self._request
+        doing = "" if request is None else f" {request.method} {request.path}"
+        return f"<RequestHandler {self.state}{doing}>"
+
+    @property
+    def state(self) -> str:
+        """One of `CONNECTION_STATES` (see `connection_state`)."""
+        transport = self.transport
+        return connection_state(
+            transport is not None and not transport.is_closing(), self._upgraded is not None,
+            self._closing or not self._keepalive, self._task is not None, self._watch)
 
     @property
     def keep_alive(self) -> bool:

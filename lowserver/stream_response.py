@@ -23,7 +23,8 @@ from lowserver.fields import (ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH,
 from lowserver.http_parser import HttpVersion11
 from lowserver.http_writer import (FRAMING_CHUNKED, FRAMING_EMPTY, FRAMING_LENGTH,
                                    REASON_PHRASES, check_header_fields, check_reason_phrase,
-                                   complete_head, must_be_empty_body, status_line)
+                                   complete_head, connection_persists, must_be_empty_body,
+                                   status_line)
 from lowserver.streams import ContentLengthExceededError
 
 __all__ = ["StreamResponse", "ContentCoding", "ResponseStateError", "BodyTypeError"]
@@ -301,11 +302,8 @@ class _ResponseBody:
         if self._must_be_empty_body:
             return b""
         if self._body_left is not None:
-            left = self._body_left = self._left_after(data)
-            if left:
-                # The body is shorter than declared: the client would wait for the rest,
-                # or take the next response for it. Close the connection (RFC 9112 §8).
-                self._keep_alive = False
+            # shorter than declared: the writer says `must_close`, and `_ended` closes
+            self._body_left = self._left_after(data)
         return data
 
     def _left_after(self, data: Any) -> int:
@@ -321,6 +319,12 @@ class _ResponseBody:
 
     def _ended(self, writer: Any) -> None:
         self._eof_sent = True
+        try:
+            delimited = not writer.must_close
+        except AttributeError:    # an injected writer (aiohttp's interface): no such flag
+            delimited = True
+        self._keep_alive = connection_persists(
+            self._keep_alive, delimited, self._req.method, self._status)
         self._req = None
         self._body_length = writer.output_size
         self._payload_writer = None
