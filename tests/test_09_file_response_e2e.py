@@ -23,7 +23,7 @@ import pytest
 import trustme
 
 from lowserver import web
-from tests.loopback import LONG, assert_every_connection_watched, read_all, read_head, serve
+from loopback import LONG, assert_every_connection_watched, read_all, read_head, serve
 
 MTIME_NS = 1_700_000_000_123_456_789
 MIB = 1024 * 1024
