@@ -3,8 +3,8 @@
 
 The parent binds the socket (`bind_tcp`, `bind_unix`: it knows the port even when 0 was
 asked, and prints it once), then `Prefork` forks `workers` children that each run `serve()`,
-an event loop serving that same socket: the kernel hands each new connection to one of the
-processes waiting in accept(). The parent only supervises. A child that dies is replaced
+an event loop serving that same socket: a new connection goes to whichever waiting process
+calls accept() first. The parent only supervises. A child that dies is replaced
 (one that exits with status 2, a configuration error, stops everything instead, as do five
 quick deaths in a row). SIGINT or SIGTERM is passed on to every child as SIGTERM; each stops
 accepting, finishes its responses in flight and exits; a child still there `shutdown_timeout`

@@ -27,8 +27,12 @@ import sys
 from contextlib import suppress
 from typing import Any
 
-from gunicorn.config import AccessLogFormat as GunicornAccessLogFormat
-from gunicorn.workers import base
+try:
+    from gunicorn.config import AccessLogFormat as GunicornAccessLogFormat
+    from gunicorn.workers import base
+except ImportError as error:  # an optional extra: say how to get it
+    raise ImportError("lowserver.worker needs gunicorn, an optional extra: "
+                      "pip install 'lowserver[gunicorn]'") from error
 
 from lowserver.access_log import AccessLogger
 from lowserver.loading import make_server
@@ -38,7 +42,7 @@ __all__ = ["GunicornWorker", "GunicornUVLoopWorker"]
 
 
 class _Signals:
-    """Signals through the event loop (aiohttp/worker.py lines 175-222)."""
+    """Signals through the event loop (aiohttp/worker.py lines 175-226)."""
 
     def init_signals(self) -> None:
         add = self.loop.add_signal_handler
@@ -81,7 +85,7 @@ class _Signals:
 
 
 class _Configuration:
-    """TLS and the access log format from gunicorn's settings (aiohttp/worker.py 224-258)."""
+    """TLS and the access log format from gunicorn's settings (aiohttp/worker.py lines 228-258)."""
 
     DEFAULT_LOWSERVER_LOG_FORMAT = AccessLogger.LOG_FORMAT
     DEFAULT_GUNICORN_LOG_FORMAT = GunicornAccessLogFormat.default

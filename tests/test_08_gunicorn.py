@@ -91,3 +91,40 @@ def test_the_uvloop_worker_serves(app_dir):
         assert status == 200 and int(body) != process.pid
         process.signal(signal.SIGTERM)
         assert process.wait() == 0
+
+
+def test_the_heartbeat_keeps_a_busy_worker_alive(app_dir):
+    # --timeout 2: a worker that does not notify() within 2 s is killed as hung; the worker
+    # notifies once a second from its event loop, so a 4 s response is not a hang
+    with gunicorn(app_dir, "-w", "1", "--timeout", "2") as process:
+        url = listening(process)
+        pid = int(get(url + "/pid")[1])
+        status, body = get(url + "/slow?s=4", LONG)
+        assert status == 200 and body == f"slow done by {pid}"
+        assert int(get(url + "/pid")[1]) == pid                 # the same worker, never killed
+        process.signal(signal.SIGTERM)
+        assert process.wait() == 0
+        assert "WORKER TIMEOUT" not in process.stderr_text + process.rest_of("stderr")
+
+
+def test_graceful_timeout_bounds_the_shutdown(app_dir):
+    # --graceful-timeout 1: the worker gives in-flight responses 95 % of it, then cancels them
+    with gunicorn(app_dir, "-w", "1", "--graceful-timeout", "1") as process:
+        url = listening(process)
+        answers: list = []
+
+        def slow() -> None:
+            try:
+                answers.append(get(url + "/slow?s=10", LONG))
+            except OSError as error:   # the connection is closed without an answer
+                answers.append(error)
+
+        client = threading.Thread(target=slow)
+        client.start()
+        time.sleep(0.5)
+        began = time.monotonic()
+        process.signal(signal.SIGTERM)
+        assert process.wait() == 0
+        assert time.monotonic() - began < 6
+        client.join(LONG)
+        assert answers and isinstance(answers[0], OSError)
