@@ -67,6 +67,7 @@ async def serve_sockets(target: Any, sockets: Iterable[socket.socket], *,
     finally:
         if watcher is not None:
             watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
         await runner.cleanup()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
