@@ -14,6 +14,7 @@ and the heartbeat (`websocket_closing`).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from dataclasses import dataclass
 from functools import partial
@@ -26,7 +27,9 @@ from lowserver.websocket_deflate import PerMessageDeflate
 from lowserver.websocket_frames import (
     DEFAULT_MAX_MSG_SIZE, FrameWriter, WebSocketError, WSCloseCode, WSMessage, WSMsgType,
 )
-from lowserver.websocket_handshake import WSHandshake, WSHandshakeError, server_handshake
+from lowserver.websocket_handshake import (
+    WSHandshake, WSHandshakeError, _field_values, _tokens, server_handshake,
+)
 from lowserver.websocket_parser import WebSocketParser
 from lowserver.websocket_reading import (
     MESSAGE_OVERHEAD, READ_HIGH_WATER, THRESHOLD_CONNLOST_ACCESS, ReceivingMixin,
@@ -83,7 +86,8 @@ class _WebSocketState(StreamResponse):
             raise ValueError(f"max_msg_size must be >= 0 (0: no limit), not {max_msg_size}")
         if max_frame_size < 0:
             raise ValueError(f"max_frame_size must be >= 0 (0: no limit), not {max_frame_size}")
-        self._protocols = tuple(protocols)
+        # as given when a list or a tuple (aiohttp's warning shows it so); a generator, read once
+        self._protocols = protocols if isinstance(protocols, (list, tuple)) else tuple(protocols)
         self._timeout = timeout
         self._receive_timeout = receive_timeout
         self._autoclose = autoclose
@@ -183,14 +187,33 @@ class _WebSocketView(_WebSocketState):
         return transport.get_extra_info(name, default)
 
 
+ws_logger = logging.getLogger("lowserver.websocket")   # aiohttp's ws_logger (aiohttp/log.py)
+
+
+def _warn_no_common_protocol(request: Any, protocols: Iterable[str]) -> None:
+    """The client offered sub-protocols, the server speaks none of them: say so in the log.
+
+    aiohttp 3.14.5, `aiohttp/web_ws.py`, `WebSocketResponse._handshake` (lines 305-322): when
+    `Sec-WebSocket-Protocol` is present and no offer is in `protocols`, it calls
+    `ws_logger.warning("%s: Client protocols %r don’t overlap server-known ones %r",
+    request.remote, req_protocols, self._protocols)`. The same text (its apostrophe is
+    U+2019), level and arguments here; the offers are those the handshake read (every line of
+    the field, RFC 9110 §5.3, empty elements left out).
+    """
+    values = _field_values(request.headers, "Sec-WebSocket-Protocol")
+    if values:
+        ws_logger.warning("%s: Client protocols %r don’t overlap server-known ones %r",
+                          request.remote, _tokens(values), protocols)
+
+
 class _Accepting(_WebSocketView):
     """The opening handshake, and the hand-over."""
 
     def _handshake(self, request: Any) -> WSHandshake:
         """Check the client's opening handshake; a refusal is the matching HTTP error."""
         try:
-            return server_handshake(request.method, request.version, request.headers,
-                                    protocols=self._protocols, compress=bool(self._compress))
+            handshake = server_handshake(request.method, request.version, request.headers,
+                                         protocols=self._protocols, compress=bool(self._compress))
         except WSHandshakeError as error:
             if error.status == 426:
                 # RFC 6455 §4.4: say which version we speak; RFC 9110 §15.5.22: a 426 names
@@ -198,15 +221,17 @@ class _Accepting(_WebSocketView):
                 headers = {**error.headers, "Upgrade": "websocket", "Connection": "upgrade"}
                 raise HTTPUpgradeRequired(text=error.message, headers=headers) from None
             raise HTTPBadRequest(text=error.message, headers=error.headers or None) from None
+        if handshake.protocol is None:
+            _warn_no_common_protocol(request, self._protocols)
+        return handshake
 
     def can_prepare(self, request: Any) -> WebSocketReady:
         """Would `prepare(request)` succeed? And with which sub-protocol? Sends nothing."""
         if self._frame_writer is not None:
             raise RuntimeError("Already started")
         try:
-            handshake = server_handshake(request.method, request.version, request.headers,
-                                         protocols=self._protocols, compress=bool(self._compress))
-        except WSHandshakeError:
+            handshake = self._handshake(request)     # as aiohttp's: the same checks, the same log
+        except (HTTPBadRequest, HTTPUpgradeRequired):
             return WebSocketReady(False, None)
         return WebSocketReady(True, handshake.protocol)
 

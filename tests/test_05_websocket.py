@@ -9,6 +9,7 @@ both ways and the server's shutdown.
 """
 import asyncio
 import json
+import logging
 
 import pytest
 from multidict import CIMultiDict
@@ -182,6 +183,56 @@ async def test_no_common_subprotocol():
     client, ws = await open_ws(Client(headers), protocols=("chat",))
     assert ws.ws_protocol is None
     assert b"Sec-WebSocket-Protocol" not in client.head
+
+
+WS_LOGGER = "lowserver.websocket"       # aiohttp's ws_logger is "aiohttp.websocket" (aiohttp/log.py)
+
+
+def ws_records(caplog):
+    return [(record.name, record.levelno, record.getMessage()) for record in caplog.records
+            if record.name == WS_LOGGER]
+
+
+async def test_no_common_subprotocol_logs_a_warning(caplog):
+    headers = {**HANDSHAKE, "Sec-WebSocket-Protocol": "mqtt, amqp"}
+    with caplog.at_level(logging.DEBUG, logger=WS_LOGGER):
+        await open_ws(Client(headers), protocols=("chat",))
+    assert ws_records(caplog) == [(
+        WS_LOGGER, logging.WARNING,
+        "None: Client protocols ['mqtt', 'amqp'] don’t overlap server-known ones ('chat',)")]
+
+
+async def test_no_common_subprotocol_warning_is_aiohttps_word_for_word(caplog):
+    """aiohttp 3.14.5's WebSocketResponse, given the same handshake, logs the same line
+    (aiohttp/web_ws.py, `_handshake`: `ws_logger.warning(...)`), from `can_prepare()` too."""
+    from aiohttp import web as aiohttp_web
+    from aiohttp.test_utils import make_mocked_request as aiohttp_mocked_request
+
+    headers = {**HANDSHAKE, "Sec-WebSocket-Protocol": "mqtt, amqp"}
+    for protocols in (["chat"], ("chat", "superchat"), ()):
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG):
+            theirs = aiohttp_web.WebSocketResponse(protocols=protocols).can_prepare(
+                aiohttp_mocked_request("GET", "/ws", headers=CIMultiDict(headers)))
+            ours = WebSocketResponse(protocols=protocols).can_prepare(Client(headers).request)
+        assert (theirs.ok, theirs.protocol) == (ours.ok, ours.protocol) == (True, None)
+        records = [record for record in caplog.records
+                   if record.name in ("aiohttp.websocket", WS_LOGGER)]
+        assert [record.name for record in records] == ["aiohttp.websocket", WS_LOGGER]
+        aiohttp_record, record = records
+        assert aiohttp_record.levelno == record.levelno == logging.WARNING
+        assert aiohttp_record.msg == record.msg
+        assert aiohttp_record.getMessage() == record.getMessage()
+
+
+async def test_common_subprotocol_logs_nothing(caplog):
+    headers = {**HANDSHAKE, "Sec-WebSocket-Protocol": "mqtt, chat"}
+    with caplog.at_level(logging.DEBUG, logger=WS_LOGGER):
+        client, ws = await open_ws(Client(headers), protocols=("chat",))
+        assert WebSocketResponse(protocols=["chat"]).can_prepare(Client(headers).request)
+        await open_ws(Client(), protocols=("chat",))       # none offered: nothing to say
+    assert ws.ws_protocol == "chat"
+    assert ws_records(caplog) == []
 
 
 async def test_permessage_deflate_negotiated():
