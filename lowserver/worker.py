@@ -152,6 +152,7 @@ class GunicornWorker(_Signals, _Configuration, base.Worker):
             await SockSite(runner, sock, ssl_context=context).start()
         self.booted = True
         pid = os.getpid()
+        self.log.info("lowserver worker serving (pid: %s)", pid)  # ours: aiohttp's logs nothing
         try:
             while self.alive:  # aiohttp/worker.py lines 133-151
                 self.notify()

@@ -26,11 +26,10 @@ def gunicorn(app_dir, *args: str, worker: str = "GunicornWorker"):
 
 
 def listening(process, workers: int = 1) -> str:
-    """The URL gunicorn listens at, once `workers` workers have booted (and had time to serve)."""
+    """The URL gunicorn listens at, once `workers` workers say they are serving."""
     url = process.wait_for(r"Listening at: (http://127\.0\.0\.1:\d+)", stream="stderr").group(1)
     for _ in range(workers):
-        process.wait_for(r"Booting worker with pid: \d+", stream="stderr")
-    time.sleep(0.5)   # from booting to accepting: the handler's module is imported, sites start
+        process.wait_for(r"lowserver worker serving \(pid: \d+\)", stream="stderr")
     return url
 
 

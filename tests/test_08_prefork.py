@@ -15,7 +15,8 @@ import time
 import pytest
 
 from lowserver.prefork import Prefork, bind_tcp, exit_status, url_of
-from test_08_support import LONG, app_dir, get, pids_until, refused, serving  # noqa: F401
+from test_08_support import (LONG, app_dir, get, pids_until, refused, serving,  # noqa: F401
+                             wait_for_children)
 
 
 def _port(url: str) -> int:
@@ -31,6 +32,7 @@ def _slow_in_background(url: str, seconds: float) -> tuple[threading.Thread, lis
 
 def test_two_workers_answer_from_two_processes_and_stop_cleanly_on_sigterm(app_dir):
     with serving(app_dir, "app:handler", "--port", "0", "--workers", "2") as (process, url):
+        wait_for_children(process.pid, 2)
         pids = pids_until(url, 2, limit=200)
         assert len(set(pids)) == 2, f"one process answered all {len(pids)} connections"
         assert process.pid not in pids
@@ -47,6 +49,7 @@ def test_two_workers_answer_from_two_processes_and_stop_cleanly_on_sigterm(app_d
 
 def test_a_killed_worker_is_replaced(app_dir):
     with serving(app_dir, "app:handler", "--port", "0", "--workers", "2") as (process, url):
+        wait_for_children(process.pid, 2)
         first = set(pids_until(url, 2, limit=200))
         assert len(first) == 2
         victim = min(first)
@@ -74,6 +77,7 @@ def test_a_worker_that_cannot_start_stops_the_server_with_status_2(app_dir):
 
 def test_workers_stop_when_their_parent_is_killed(app_dir):
     with serving(app_dir, "app:handler", "--port", "0", "--workers", "2") as (process, url):
+        wait_for_children(process.pid, 2)
         assert len(set(pids_until(url, 2, limit=200))) == 2
         process.signal(signal.SIGKILL)
         process.wait()

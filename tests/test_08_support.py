@@ -166,6 +166,18 @@ def get(url: str, timeout: float = 10.0, context: ssl.SSLContext | None = None) 
         return response.status, response.read().decode()
 
 
+def wait_for_children(pid: int, count: int, timeout: float = LONG) -> list[int]:
+    """The children of `pid` once it has `count` of them (from /proc), and a moment to start."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if len(children) >= count:
+            time.sleep(0.5)          # from fork() to serving: a loop, a Server, a site
+            return [int(child) for child in children]
+        time.sleep(0.05)
+    raise AssertionError(f"{pid} did not get {count} children within {timeout} s")
+
+
 def pids_until(url: str, wanted: int, limit: int = 200) -> list[int]:
     """Ask /pid over new connections until `wanted` distinct processes answered (at most `limit`)."""
     pids: list[int] = []
