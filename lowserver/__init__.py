@@ -23,18 +23,20 @@ def _register(module: str, *names: str) -> None:
 _register("http_parser", "HttpRequestParser", "RawRequestMessage", "HttpVersion",
           "HttpVersion10", "HttpVersion11", "EndOfMessage", "EndOfChunk", "END_OF_CHUNK",
           "HttpProcessingError",
-          "BadHttpMessage", "BadStatusLine", "InvalidHeader", "InvalidURLError", "LineTooLong",
+          "BadHttpMessage", "BadStatusLine", "BadHttpMethod", "InvalidHeader", "InvalidURLError", "LineTooLong",
           "HeaderFieldsTooLarge", "TransferEncodingError", "ContentLengthError",
           "UnsupportedTransferCoding", "HttpVersionNotSupported")
 _register("streams", "StreamReader", "EMPTY_PAYLOAD", "EofStream")
 _register("body_writer", "StreamWriter")
+_register("fields", "ETag")
+_register("state", "RequestKey", "ResponseKey", "NotAppKeyWarning")
 _register("request", "BaseRequest")
 _register("multipart", "FileField", "MultipartReader", "BodyPartReader")
 _register("stream_response", "StreamResponse", "ContentCoding")
 _register("response", "Response", "json_response", "json_bytes_response")
 _register("websocket_frames", "WSMsgType", "WSMessage", "WSCloseCode", "WebSocketError")
 _register("websocket", "WebSocketResponse", "WebSocketReady", "WSMessageTypeError")
-_register("server", "Server", "RequestHandler")
+_register("server", "Server", "RequestHandler", "RequestPayloadError", "PayloadAccessError")
 _register("runner", "BaseRunner", "ServerRunner", "BaseSite", "TCPSite", "UnixSite", "SockSite",
           "GracefulExit")
 _register("access_log", "AbstractAccessLogger", "AccessLogger")
@@ -42,7 +44,17 @@ _register("serving", "run_app")  # stage 08: aiohttp's web.run_app
 _register("file_response", "FileResponse")
 
 
+def _public_names() -> list[str]:
+    """Every public name: the registered ones and stage 03's HTTPException family (whose
+    list is read from that module, so asking for ``__all__`` imports it)."""
+    from lowserver.exceptions import __all__ as http_exceptions
+    return sorted(set(_EXPORTS) | {name for name in http_exceptions if name.startswith("HTTP")})
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__all__":   # computed on first use, so that `import lowserver` stays cheap
+        value = globals()["__all__"] = _public_names()
+        return value
     module = _EXPORTS.get(name)
     if module is None and name.startswith("HTTP"):
         module = "exceptions"  # the whole HTTPException family lives in stage 03

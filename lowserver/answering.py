@@ -27,7 +27,27 @@ from lowserver.stream_response import StreamResponse
 from lowserver.streams import EMPTY_PAYLOAD, StreamReader, StreamWriter
 from lowserver.write_batching import WriteCoalescer
 
-__all__ = ["MAX_PIPELINED", "DRAIN_LIMIT"]
+__all__ = ["MAX_PIPELINED", "DRAIN_LIMIT", "RequestPayloadError", "PayloadAccessError"]
+
+
+class RequestPayloadError(BadHttpMessage):
+    """Reading a request body whose bytes broke HTTP/1.1's framing (a bad chunk, a body cut
+    short). aiohttp's name (web_protocol.py, lines 79-80, a bare `Exception` there); ours is
+    also the parse error's `BadHttpMessage`, with its status and message, so a handler that
+    does not catch it answers that 400 rather than a 500. The parse error is the cause."""
+
+    @classmethod
+    def wrapping(cls, error: HttpProcessingError) -> "RequestPayloadError":
+        wrapped = cls(error.message, code=error.code, headers=error.headers)
+        wrapped.__cause__ = error
+        return wrapped
+
+
+class PayloadAccessError(Exception):
+    """The body was read after the response was sent (aiohttp's, web_protocol.py 83-84)."""
+
+
+_PAYLOAD_ACCESS_ERROR = PayloadAccessError()   # one instance, as aiohttp's
 
 # What a request is built from when the bytes were not a request at all (a parse error): the
 # error response still goes through the request factory, as in aiohttp.
@@ -90,13 +110,17 @@ class _AnsweringOne:
                     response.force_close()
             try:
                 await response.prepare(request)
+            except ConnectionError:    # the client is gone: no error response, no error log
+                raise
             except Exception as exc:   # e.g. a CR or LF in a header field: nothing went out
                 response = await self._prepared_error_response(request, exc)
             await response.write_eof()
             # stage 02's connection_persists() decided it as the body ended (a request
             # that failed to parse was built to say `Connection: close`: see _ERROR_MESSAGE)
             keep = response.keep_alive
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:   # the client went away (handler_cancellation)
+            if self.debug:      # aiohttp's words and level (web_protocol.py, 732-735)
+                self.logger.debug("Ignored premature client disconnection")
             self._request = None
             self.force_close()
             raise
@@ -112,6 +136,8 @@ class _AnsweringOne:
             self.access_logger.log(request, response, loop.time() - start)  # type: ignore
         if keep and not payload.at_eof():
             keep = await self._drain(payload, message.content_length)
+        if payload is not EMPTY_PAYLOAD:   # as aiohttp: a later read of the body raises
+            payload.set_exception(_PAYLOAD_ACCESS_ERROR)
         return keep
 
 
@@ -136,9 +162,10 @@ class _ErrorResponses:
     def _client_gone(self, request: BaseRequest, exc: ConnectionError) -> StreamResponse:
         if self.transport is None or self.transport.is_closing():
             # the client went away while it was being answered (the body stream, or a
-            # write, said so): no one to answer, and no server error to log (aiohttp:
-            # "Ignored premature client disconnection")
-            self.logger.debug("client disconnected during its request: %r", exc)
+            # write, said so): no one to answer, and no server error to log; in debug
+            # mode, aiohttp's message (web_protocol.py, 686-689)
+            if self.debug:
+                self.logger.debug("Ignored premature client disconnection")
             raise exc
         return self._response_for_exception(request, exc)
 

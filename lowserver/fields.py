@@ -5,12 +5,10 @@ Strings in, values out: HTTP dates (RFC 9110 §5.6.7), entity tags (§8.8.3), me
 (§8.3.1) and cookies (RFC 6265), and the mixins that give a request and a response their
 typed field views: `HeadersMixin` reads Content-Type, its charset and Content-Length;
 `ResponseHeadersMixin` also writes them, with Set-Cookie, Last-Modified and ETag.
-`StateMapping` makes a request or a response a mutable mapping. The token grammar (RFC 9110
-§5.6.2) is stage 01's, declared once in `lowserver.http_grammar`.
+The token grammar (RFC 9110 §5.6.2) is stage 01's, declared once in `lowserver.http_grammar`.
 """
 from __future__ import annotations
 
-import collections.abc
 import datetime
 import email.utils
 import functools
@@ -19,13 +17,13 @@ import re
 import time
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
-from typing import Any, Iterator
+from typing import Any
 
 from multidict import CIMultiDict, istr
 
 from lowserver.http_grammar import TOKEN
 
-__all__ = ["ETag", "ETAG_ANY", "HeadersMixin", "ResponseHeadersMixin", "StateMapping",
+__all__ = ["ETag", "ETAG_ANY", "HeadersMixin", "ResponseHeadersMixin",
            "format_http_date", "http_date_now", "parse_http_date", "parse_content_type",
            "parse_cookie_header", "validate_etag_value", "QUOTED_ETAG_RE",
            "LIST_QUOTED_ETAG_RE"]
@@ -187,28 +185,6 @@ class HeadersMixin:
         """The value of Content-Length, or None."""
         value = self._headers.get(CONTENT_LENGTH)
         return None if value is None else int(value)
-
-
-class StateMapping(collections.abc.MutableMapping):
-    """A request or a response is also a mutable mapping, for state that lives as long as
-    it does (aiohttp's `request["user"] = ...`): the mapping is `self._state`."""
-
-    _state: dict[Any, Any]
-
-    def __getitem__(self, key: Any) -> Any:
-        return self._state[key]
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self._state[key] = value
-
-    def __delitem__(self, key: Any) -> None:
-        del self._state[key]
-
-    def __len__(self) -> int:
-        return len(self._state)
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._state)
 
 
 # RFC 6265 §4.1.1: a quoted cookie-value; Python's SimpleCookie (which writes aiohttp's and

@@ -16,7 +16,7 @@ from yarl import URL
 
 __all__ = [
     "HttpVersion", "HttpVersion10", "HttpVersion11",
-    "HttpProcessingError", "BadHttpMessage", "BadStatusLine", "InvalidHeader",
+    "HttpProcessingError", "BadHttpMessage", "BadStatusLine", "BadHttpMethod", "InvalidHeader",
     "InvalidURLError", "LineTooLong", "HeaderFieldsTooLarge", "ContentLengthError",
     "TransferEncodingError", "UnsupportedTransferCoding", "HttpVersionNotSupported",
     "RawRequestMessage", "EndOfMessage", "EndOfChunk", "END_OF_CHUNK", "target_url",
@@ -62,6 +62,18 @@ class BadHttpMessage(HttpProcessingError):
 
 class BadStatusLine(BadHttpMessage):
     """400: the request line is malformed (RFC 9112 §3)."""
+
+
+class BadHttpMethod(BadStatusLine):
+    """400: the method is not a token (RFC 9110 §9.1), or the bytes are not HTTP at all.
+    As aiohttp 3.14.5's (http_exceptions.py 108-114), TLS bytes (a ClientHello starts with
+    0x16 0x03) on a plain-HTTP port are named "Received HTTPS traffic on an HTTP port"."""
+
+    def __init__(self, message: str = "", *, code: int | None = None, headers: Any = None,
+                 line: str = "") -> None:
+        if line.startswith("\x16\x03"):
+            message = "Received HTTPS traffic on an HTTP port"
+        super().__init__(message, code=code, headers=headers)
 
 
 class InvalidHeader(BadHttpMessage):

@@ -17,6 +17,7 @@ from multidict import CIMultiDictProxy
 
 from lowserver.http_events import (
     BadHttpMessage,
+    BadHttpMethod,
     BadStatusLine,
     ContentLengthError,
     HttpVersion,
@@ -122,7 +123,8 @@ def _diagnose_request_line(line: str) -> None:
                             f"with single spaces (RFC 9112 §3), got {_show(line)}")
     method, target, version = parts
     if not TOKEN_RE.fullmatch(method):
-        raise BadStatusLine(f"method must be a token (RFC 9110 §9.1), got {_show(method)}")
+        raise BadHttpMethod(f"method must be a token (RFC 9110 §9.1), got {_show(method)}",
+                            line=line)
     if "#" in target:
         raise BadStatusLine("request-target must not contain a fragment ('#') (RFC 9112 §3.2)")
     if not re.fullmatch(r"[!-~]+", target):

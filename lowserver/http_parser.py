@@ -34,7 +34,8 @@ from typing import Any
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from lowserver.http_events import (  # noqa: F401  (re-exported: the stage's public names)
-    _END, END_OF_CHUNK, BadHttpMessage, BadStatusLine, ContentLengthError, EndOfChunk,
+    _END, END_OF_CHUNK, BadHttpMessage, BadHttpMethod, BadStatusLine, ContentLengthError,
+    EndOfChunk,
     EndOfMessage, HeaderFieldsTooLarge, HttpProcessingError, HttpVersion, HttpVersion10,
     HttpVersion11, HttpVersionNotSupported, InvalidHeader, InvalidURLError, LineTooLong,
     RawRequestMessage, TransferEncodingError, UnsupportedTransferCoding, target_url,
@@ -48,7 +49,8 @@ from lowserver.http_grammar import (  # noqa: F401
 __all__ = [
     "HttpRequestParser", "RawRequestMessage", "EndOfMessage", "EndOfChunk", "END_OF_CHUNK",
     "HttpVersion", "HttpVersion10", "HttpVersion11", "HttpProcessingError", "BadHttpMessage",
-    "BadStatusLine", "InvalidHeader", "InvalidURLError", "LineTooLong", "HeaderFieldsTooLarge",
+    "BadStatusLine", "BadHttpMethod", "InvalidHeader", "InvalidURLError", "LineTooLong",
+    "HeaderFieldsTooLarge",
     "ContentLengthError", "TransferEncodingError", "UnsupportedTransferCoding",
     "HttpVersionNotSupported", "TOKEN", "TOKEN_RE", "ascii_lower", "check_authority",
     "target_url",
@@ -137,12 +139,20 @@ class _Limits:
 
     def _check_partial(self, buffer: bytearray, seen: int, state: str) -> None:
         """Refuse an incomplete piece that is already malformed or over a limit."""
-        new_from = max(seen - 1, 0)
-        # RFC 9112 §2.2: a bare LF is not a line ending here; refuse it as soon as it shows.
-        if buffer.count(b"\n", seen) != buffer.count(b"\r\n", new_from):
-            raise BadHttpMessage("bare LF: lines must end with CRLF (RFC 9112 §2.2)")
         last_crlf = buffer.rfind(b"\r\n")
         last_line_start = 0 if last_crlf == -1 else last_crlf + 2
+        if state == _HEAD and last_line_start == 0:
+            # Not HTTP at all (a TLS hello, say): the method is refused as soon as a byte that
+            # cannot be in a token arrives, without waiting for a line end that may never come.
+            method_end = _TOKEN_PREFIX.match(buffer).end()
+            if method_end < len(buffer) and buffer[method_end] not in (0x20, 0x0A) \
+                    and not (method_end == 0 and buffer[0] == 0x0D):
+                start = bytes(buffer[:method_end + 1]).decode("latin-1")
+                raise BadHttpMethod(f"method must be a token (RFC 9110 §9.1), got {_show(start)}",
+                                    line=bytes(buffer[:2]).decode("latin-1"))
+        # RFC 9112 §2.2: a bare LF is not a line ending here; refuse it as soon as it shows.
+        if buffer.count(b"\n", seen) != buffer.count(b"\r\n", max(seen - 1, 0)):
+            raise BadHttpMessage("bare LF: lines must end with CRLF (RFC 9112 §2.2)")
         current_line = len(buffer) - last_line_start
         if state == _CHUNK_SIZE:
             if current_line > self.max_field_size:
@@ -153,13 +163,6 @@ class _Limits:
             if current_line > self.max_line_size:
                 raise LineTooLong(f"request line longer than {self.max_line_size} bytes",
                                   code=414)
-            # Not HTTP at all (a TLS hello, say): the method is refused as soon as a byte that
-            # cannot be in a token arrives, without waiting for a line end that may never come.
-            method_end = _TOKEN_PREFIX.match(buffer).end()
-            if method_end < len(buffer) and buffer[method_end] != 0x20 \
-                    and not (method_end == 0 and buffer[0] == 0x0D):
-                raise BadStatusLine("method must be a token (RFC 9110 §9.1), got "
-                                    f"{_show(bytes(buffer[:method_end + 1]).decode('latin-1'))}")
             return
         if current_line > self.max_field_size:
             raise LineTooLong(f"header field line longer than {self.max_field_size} bytes")

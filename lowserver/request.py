@@ -21,7 +21,8 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiDictProxy
 from yarl import URL
 
 from lowserver.fields import (_UNSET, ETAG_ANY, LIST_QUOTED_ETAG_RE, ETag, HeadersMixin,
-                              StateMapping, parse_cookie_header, parse_http_date)
+                              parse_cookie_header, parse_http_date)
+from lowserver.state import RequestKey, StateMapping
 from lowserver.http_grammar import TOKEN
 from lowserver.http_parser import HttpVersion, RawRequestMessage
 # FileField, the body errors and the multipart readers are imported from here by older code
@@ -468,6 +469,9 @@ class BaseRequest(StateMapping, _RequestHooks, _RequestClone, _RequestBody, _Req
     """
 
     POST_METHODS = {"PATCH", "POST", "PUT", "TRACE", "DELETE"}
+    _key_class, _seen_str_keys = RequestKey, set()        # aiohttp's advice, word for word
+    _key_advice = ("It is recommended to use web.RequestKey instances for keys.\n"
+                   "https://docs.aiohttp.org/en/stable/web_advanced.html#request-s-storage")
     _has_prepare_hook = False      # True in a subclass that overrides _prepare_hook
 
     def __init__(self, message: RawRequestMessage, payload: Any, protocol: Any,

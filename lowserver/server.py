@@ -22,8 +22,9 @@ from collections import deque
 from typing import Any, Awaitable, Callable
 
 from lowserver.access_log import AbstractAccessLogger, AccessLogger, access_logger, server_logger
-from lowserver.answering import (  # noqa: F401  (DRAIN_LIMIT: a stage-06 name)
-    DRAIN_LIMIT, MAX_PIPELINED, _Answering, _AnsweringOne, _Draining, _ErrorResponses,
+from lowserver.answering import (  # noqa: F401  (re-exported: stage-06 names, as aiohttp's)
+    DRAIN_LIMIT, MAX_PIPELINED, PayloadAccessError, RequestPayloadError, _Answering,
+    _AnsweringOne, _Draining, _ErrorResponses,
 )
 from lowserver.body_decoding import BodyDecompressor
 from lowserver.connection_states import connection_state
@@ -40,7 +41,7 @@ from lowserver.stream_response import StreamResponse
 from lowserver.streams import EMPTY_PAYLOAD, BaseProtocol, StreamReader, StreamWriter
 from lowserver.write_batching import WriteCoalescer
 
-__all__ = ["Server", "RequestHandler"]
+__all__ = ["Server", "RequestHandler", "RequestPayloadError", "PayloadAccessError"]
 
 _RequestHandler = Callable[[BaseRequest], Awaitable[StreamResponse]]
 _RequestFactory = Callable[..., BaseRequest]
@@ -359,6 +360,8 @@ class _BodyStreams:
     def _fail_body(self, error: BaseException) -> None:
         body, self._body = self._body, None
         if body is not None:
+            if isinstance(error, HttpProcessingError):   # the body's bytes broke the framing
+                error = RequestPayloadError.wrapping(error)
             getattr(body, "_payload", body).set_exception(error)
 
     def _new_payload(self, message: RawRequestMessage) -> tuple[Any, StreamReader]:

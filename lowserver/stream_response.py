@@ -19,7 +19,8 @@ from multidict import CIMultiDict
 
 from lowserver.codings import choose_content_coding, compressor
 from lowserver.fields import (ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, SET_COOKIE,
-                              VARY, ResponseHeadersMixin, StateMapping)
+                              VARY, ResponseHeadersMixin)
+from lowserver.state import ResponseKey, StateMapping
 from lowserver.http_parser import HttpVersion11
 from lowserver.http_writer import (FRAMING_CHUNKED, FRAMING_EMPTY, FRAMING_LENGTH,
                                    REASON_PHRASES, check_header_fields, check_reason_phrase,
@@ -338,6 +339,9 @@ class StreamResponse(StateMapping, _ResponseBody, _ResponseHead, _ResponseCompre
     `await write_eof()` ends the body. It is also a mutable mapping, for per-response state.
     """
 
+    _key_class, _seen_str_keys = ResponseKey, set()       # aiohttp's advice, word for word
+    _key_advice = ("It is recommended to use web.ResponseKey instances for keys.\n"
+                   "https://docs.aiohttp.org/en/stable/web_advanced.html#response-s-storage")
     _length_check = True          # False for WebSockets: no Content-Length/chunked decision
     _body: Any = None
     _keep_alive: bool | None = None

@@ -307,7 +307,11 @@ def make_mocked_request(method: str, path: str, headers: Any = None, *,
         if isinstance(transport, MemoryTransport):
             transport.set_protocol(protocol)
     if writer is _UNSET:
-        writer = StreamWriter(protocol, loop)
+        # the writer needs one of our protocols (flow control); beside a caller's own
+        # (a mock, say) it gets its own, so response writes are inert for the caller's
+        writes_through = protocol if isinstance(protocol, BaseProtocol) else \
+            MockProtocol(loop, transport)
+        writer = StreamWriter(writes_through, loop)
     protocol.transport = transport
     protocol.writer = writer
     if body is not None:

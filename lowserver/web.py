@@ -11,6 +11,7 @@ import lowserver
 
 
 def __getattr__(name: str) -> Any:
+    # `__all__` too: lowserver's, computed on first use (`from lowserver.web import *`)
     value = getattr(lowserver, name)
     globals()[name] = value  # cache: `web.Response` in a handler is then a plain attribute read
     return value

@@ -173,6 +173,7 @@ async def test_forwarded():
 
 # --- state and clone -------------------------------------------------------------------------
 
+@pytest.mark.filterwarnings("ignore::lowserver.state.NotAppKeyWarning")  # str keys, as aiohttp allows
 async def test_request_is_a_mutable_mapping():
     request = make_mocked_request("GET", "/")
     request["user"] = "ann"
@@ -182,6 +183,7 @@ async def test_request_is_a_mutable_mapping():
     assert request == request and request != make_mocked_request("GET", "/") and bool(request)
 
 
+@pytest.mark.filterwarnings("ignore::lowserver.state.NotAppKeyWarning")  # str keys, as aiohttp allows
 async def test_clone():
     request = make_mocked_request("GET", "/a?x=1", headers={"Host": "h"})
     request["k"] = "v"

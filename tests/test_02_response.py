@@ -780,6 +780,7 @@ async def test_async_iterable_body_is_chunked():
 
 # --- the rest of StreamResponse's surface -------------------------------------------------------
 
+@pytest.mark.filterwarnings("ignore::lowserver.state.NotAppKeyWarning")  # str keys, as aiohttp allows
 def test_state_mapping_and_identity():
     resp = StreamResponse()
     resp["key"] = "value"
