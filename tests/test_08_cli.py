@@ -15,6 +15,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -252,3 +253,34 @@ def test_a_server_target_keeps_its_own_options(app_dir):
         assert "app:server is a Server: it keeps its own options" in note
         assert "keepalive_timeout not applied" in note
         assert get(url + "/pid")[0] == 200
+
+
+def test_a_second_sigint_stops_a_single_process_at_once(app_dir):
+    with serving(app_dir, "app:handler", "--port", "0") as (process, url):
+        client = threading.Thread(target=lambda: _ignore_errors(get, url + "/slow?s=20", LONG))
+        client.start()
+        time.sleep(0.4)
+        began = time.monotonic()
+        process.signal(signal.SIGINT)
+        time.sleep(0.3)
+        process.signal(signal.SIGINT)
+        assert process.wait() == 1
+        assert time.monotonic() - began < 10
+        client.join(LONG)
+
+
+def _ignore_errors(function, *args):
+    try:
+        function(*args)
+    except OSError:
+        pass
+
+
+def test_ipv6_loopback(app_dir):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    with started(lowserver("app:handler", "--host", "::1", "--port", "0"), app_dir) as process:
+        url = process.wait_for(r"on (http://\[::1\]:\d+)/ ").group(1)
+        assert get(url + "/pid") == (200, str(process.pid))
+        process.signal(signal.SIGTERM)
+        assert process.wait() == 0

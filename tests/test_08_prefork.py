@@ -25,7 +25,14 @@ def _port(url: str) -> int:
 
 def _slow_in_background(url: str, seconds: float) -> tuple[threading.Thread, list]:
     answers: list = []
-    thread = threading.Thread(target=lambda: answers.append(get(f"{url}/slow?s={seconds}", LONG)))
+
+    def ask() -> None:
+        try:
+            answers.append(get(f"{url}/slow?s={seconds}", LONG))
+        except OSError as error:  # closed without an answer
+            answers.append((None, repr(error)))
+
+    thread = threading.Thread(target=ask)
     thread.start()
     return thread, answers
 
@@ -99,3 +106,33 @@ def test_prefork_in_words():
         assert not sock.getblocking()
     finally:
         sock.close()
+
+
+def test_ctrl_c_reaches_every_process_and_still_finishes_the_response(app_dir):
+    # a terminal's Ctrl-C sends SIGINT to the whole process group: each worker gets SIGINT and
+    # then the SIGTERM its parent passes on; the second signal must not cut the first's shutdown
+    with serving(app_dir, "app:handler", "--port", "0", "--workers", "2") as (process, url):
+        wait_for_children(process.pid, 2)
+        thread, answers = _slow_in_background(url, 1.0)
+        time.sleep(0.4)
+        os.killpg(process.pid, signal.SIGINT)
+        thread.join(LONG)
+        assert answers and answers[0][0] == 200 and answers[0][1].startswith("slow done by ")
+        assert process.wait() == 0
+
+
+def test_a_second_stop_signal_kills_the_workers_at_once(app_dir):
+    with serving(app_dir, "app:handler", "--port", "0", "--workers", "2",
+                 "--shutdown-timeout", "60") as (process, url):
+        wait_for_children(process.pid, 2)
+        thread, answers = _slow_in_background(url, 20.0)
+        time.sleep(0.4)
+        began = time.monotonic()
+        process.signal(signal.SIGTERM)
+        time.sleep(0.3)
+        process.signal(signal.SIGTERM)
+        assert process.wait() == 0
+        assert time.monotonic() - began < 10
+        assert "killing 1 worker(s) still running" in process.rest_of("stderr")  # the idle one is gone
+        thread.join(LONG)
+        assert answers and answers[0][0] is None          # cut: that is what a second signal means
