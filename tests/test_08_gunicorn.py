@@ -2,18 +2,22 @@
 
 Two workers serve HTTP from two processes and a WebSocket; SIGHUP (graceful restart)
 replaces the workers without dropping a request in flight; --max-requests recycles a
-worker; the uvloop worker serves; SIGTERM stops gunicorn with status 0.
+worker; the heartbeat keeps a busy worker alive past --timeout; --graceful-timeout bounds
+the shutdown; TLS and the access log from gunicorn's settings; the uvloop worker serves;
+SIGTERM stops gunicorn with status 0.
 """
 from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 import sys
 import threading
 import time
 
 import aiohttp
 import pytest
+import trustme
 
 from test_08_support import LONG, app_dir, get, pids_until, started  # noqa: F401 (fixture)
 
@@ -127,3 +131,25 @@ def test_graceful_timeout_bounds_the_shutdown(app_dir):
         assert time.monotonic() - began < 6
         client.join(LONG)
         assert answers and isinstance(answers[0], OSError)
+
+
+def test_gunicorn_tls_and_its_access_log(app_dir):
+    authority = trustme.CA()
+    cert = authority.issue_cert("127.0.0.1")
+    cert.private_key_pem.write_to_path(str(app_dir / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(app_dir / "cert.pem"))
+    client = ssl.create_default_context()
+    authority.configure_trust(client)
+    with started([sys.executable, "-m", "gunicorn", "app:handler", "-k",
+                  "lowserver.worker.GunicornWorker", "-b", "127.0.0.1:0", "-w", "1",
+                  "--certfile", "cert.pem", "--keyfile", "key.pem", "--access-logfile", "-"],
+                 app_dir) as process:
+        url = process.wait_for(r"Listening at: (https://127\.0\.0\.1:\d+)",
+                               stream="stderr").group(1)
+        process.wait_for(r"lowserver worker serving", stream="stderr")
+        status, body = get(url + "/pid", context=client)
+        assert status == 200
+        line = process.wait_for(r'"GET /pid HTTP/1\.1" 200', stream="stdout").string
+        assert line.startswith("127.0.0.1 ")
+        process.signal(signal.SIGTERM)
+        assert process.wait() == 0
