@@ -22,11 +22,14 @@ import trustme
 from test_08_support import LONG, app_dir, get, pids_until, started  # noqa: F401 (fixture)
 
 pytest.importorskip("gunicorn")
+# --no-control-socket everywhere: gunicorn 27's control socket (~/.gunicorn/gunicorn.ctl) would
+# be shared by every gunicorn these tests and notebook 08 start
 
 
 def gunicorn(app_dir, *args: str, worker: str = "GunicornWorker"):
     return started([sys.executable, "-m", "gunicorn", "app:handler", "-k",
-                    f"lowserver.worker.{worker}", "-b", "127.0.0.1:0", *args], app_dir)
+                    f"lowserver.worker.{worker}", "-b", "127.0.0.1:0", "--no-control-socket", *args],
+                   app_dir)
 
 
 def listening(process, workers: int = 1) -> str:
@@ -140,10 +143,8 @@ def test_gunicorn_tls_and_its_access_log(app_dir):
     cert.cert_chain_pems[0].write_to_path(str(app_dir / "cert.pem"))
     client = ssl.create_default_context()
     authority.configure_trust(client)
-    with started([sys.executable, "-m", "gunicorn", "app:handler", "-k",
-                  "lowserver.worker.GunicornWorker", "-b", "127.0.0.1:0", "-w", "1",
-                  "--certfile", "cert.pem", "--keyfile", "key.pem", "--access-logfile", "-"],
-                 app_dir) as process:
+    with gunicorn(app_dir, "-w", "1", "--certfile", "cert.pem", "--keyfile", "key.pem",
+                  "--access-logfile", "-") as process:
         url = process.wait_for(r"Listening at: (https://127\.0\.0\.1:\d+)",
                                stream="stderr").group(1)
         process.wait_for(r"lowserver worker serving", stream="stderr")
