@@ -465,7 +465,9 @@ def response_for_exception(exc: BaseException, *, request: Any = None, debug: bo
     if isinstance(exc, asyncio.TimeoutError):
         logger.debug("Request handler timed out.", exc_info=exc)
         return HTTPGatewayTimeout()
-    logger.error("Error handling request from %s", _remote(request), exc_info=exc)
+    # aiohttp 3.14.5, web_protocol.py 871-873: log_exception("Error handling request from %s",
+    # request.remote, exc_info=exc), which is logger.exception
+    logger.exception("Error handling request from %s", _remote(request), exc_info=exc)
     html_page = _wants_html(request)
     return HTTPInternalServerError(
         text=internal_error_body(exc, debug=debug, html_page=html_page),

@@ -14,11 +14,13 @@ import urllib.parse
 import warnings
 from typing import Any, Callable
 
-from multidict import CIMultiDictProxy, MultiDict, MultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
 from lowserver.exceptions import HTTPRequestEntityTooLarge, HTTPUnsupportedMediaType
 from lowserver.multipart import InvalidJSONBody, InvalidRequestBody, MultipartReader, read_form
 from lowserver.streams import EmptyStreamReader
+
+_NO_TRAILERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
 
 
 class _BodyStream:
@@ -54,6 +56,14 @@ class _BodyStream:
     def body_exists(self) -> bool:
         """True when the request has a body at all (even one already read)."""
         return not isinstance(self._payload, EmptyStreamReader)
+
+    @property
+    def trailers(self) -> CIMultiDictProxy[str]:
+        """The trailer fields of a chunked body (RFC 9112 §7.1.2), read-only; empty if none.
+        Our extension (aiohttp drops them). They follow the body: ask once it has arrived."""
+        if not self._payload.is_eof():
+            raise RuntimeError("the trailer fields come after the body: read the body first")
+        return getattr(self._message, "trailers", _NO_TRAILERS)  # (a message of aiohttp's)
 
     async def release(self) -> None:
         """Read and drop what is left of the body."""

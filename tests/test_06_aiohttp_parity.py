@@ -279,3 +279,37 @@ def test_not_app_key_warning_is_filtered_out_by_default_as_aiohttp_does() -> Non
                           timeout=60)
     assert done.returncode == 0 and done.stdout == "ok\n"
     assert "NotAppKeyWarning" not in done.stderr
+
+
+# --- point 6, our extension: request.trailers ---------------------------------------------
+
+async def test_trailers_are_read_only_fields_once_the_body_has_arrived() -> None:
+    seen: list = []
+
+    async def reads(request: web.BaseRequest) -> web.Response:
+        try:
+            request.trailers
+        except RuntimeError as error:
+            seen.append(str(error))
+        body = await request.read()
+        trailers = request.trailers
+        seen.append((body, list(trailers.items())))
+        with pytest.raises(TypeError):
+            trailers["X"] = "1"          # read-only
+        return web.Response(text="ok")
+
+    async with serve(reads) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"5\r\nhello\r\n")
+            await asyncio.sleep(0.05)     # the handler runs before the body has ended
+            writer.write(b"0\r\nChecksum: 42\r\nX-Note: done\r\n\r\n"
+                         b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            reply = await asyncio.wait_for(reader.read(), LONG)
+        finally:
+            writer.close()
+    assert reply.count(b"HTTP/1.1 200 OK") == 2
+    assert seen[0] == "the trailer fields come after the body: read the body first"
+    assert seen[1] == (b"hello", [("Checksum", "42"), ("X-Note", "done")])
+    assert seen[2:] == [(b"", [])]       # the GET: no body, so no wait and no trailers

@@ -10,10 +10,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
+# `python tools/execute.py` puts tools/ first on sys.path, where tools/html.py would shadow
+# the standard library's `html` (which Jupyter's client imports): take tools/ off first.
+TOOLS = Path(__file__).resolve().parent
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != TOOLS]
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import nbformat  # noqa: E402
+from nbclient import NotebookClient  # noqa: E402
+
+sys.path.append(str(TOOLS))
 import export  # noqa: E402
 
 
