@@ -665,7 +665,9 @@ async def test_a_client_gone_mid_body_is_not_logged_as_a_server_error(caplog):
         await asyncio.sleep(0.1)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
-async def test_handler_cancellation_true_cancels_when_client_goes_away():
+@pytest.mark.parametrize("debug", [False, True], ids=["not-debug", "debug"])
+async def test_handler_cancellation_true_cancels_when_client_goes_away(caplog, debug):
+    """...and, in debug mode only, says so in aiohttp's words (web_protocol.py 732-735)."""
     started, cancelled = asyncio.Event(), asyncio.Event()
 
     async def waits(request):
@@ -676,12 +678,18 @@ async def test_handler_cancellation_true_cancels_when_client_goes_away():
             cancelled.set()
             raise
         return web.Response()
-    async with serve(waits, handler_cancellation=True) as (_server, port):
+    caplog.set_level(logging.DEBUG, logger="lowserver")
+    async with serve(waits, handler_cancellation=True, debug=debug) as (_server, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         await asyncio.wait_for(started.wait(), LONG)
         writer.close()
         await asyncio.wait_for(cancelled.wait(), LONG)
+        for _ in range(5):
+            await asyncio.sleep(0)
+    said = ("lowserver.server", "DEBUG", "Ignored premature client disconnection")
+    assert (said in [(r.name, r.levelname, r.getMessage()) for r in caplog.records]) is debug
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 async def test_handler_cancellation_false_lets_the_handler_finish():
