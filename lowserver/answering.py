@@ -214,7 +214,9 @@ class _Answering:
             task = asyncio.Task(coro, loop=self._loop, eager_start=True)
             if not task.done():   # else it ran to its end (and may have started the next)
                 self._task = task
-        else:
+        elif self._plain_tasks:   # Task itself (as aiohttp on 3.12+): one Python call less
+            self._task = asyncio.Task(coro, loop=self._loop)
+        else:                     # the loop has a task factory: let it make the task
             self._task = self._loop.create_task(coro)
 
     async def _answer(self, message: Any, payload: Any) -> None:

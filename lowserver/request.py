@@ -254,6 +254,10 @@ class _RequestTarget:
     @reify
     def path(self) -> str:
         """The path, percent-decoded: '/a b' for a target '/a%20b?x=1'."""
+        target = self._message.path
+        if self._rel_url is None and target[:1] == "/" and "%" not in target \
+                and "?" not in target:
+            return target   # nothing to decode or cut: the URL would give it back as it is
         return self.rel_url.path
 
     @reify

@@ -497,6 +497,7 @@ class RequestHandler(_ConnectionInfo, _ConnectionLife, _BytesIn, _BodyStreams, _
         self._upgraded: Any = None        # the protocol the connection was handed over to
         self._coalescer: WriteCoalescer | None = None  # while answering pipelined requests
         self._queue_full = False
+        self._plain_tasks = loop.get_task_factory() is None  # (a factory set later: not seen)
 
 
 class Server:

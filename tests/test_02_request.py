@@ -552,3 +552,18 @@ async def test_request_attributes_match_aiohttp(method, path, headers):
     assert [dict(e) for e in ours.forwarded] == [dict(e) for e in theirs.forwarded]
     assert [(t.value, t.is_weak) for t in ours.if_none_match or ()] == \
         [(t.value, t.is_weak) for t in theirs.if_none_match or ()]
+
+
+@pytest.mark.parametrize("target", [
+    "/", "/a/b", "/a/../b", "/./a", "//double", "/a+b", "/a;p=1", "/~user/x.y", "/a:b@c",
+    "/a%20b", "/caf%C3%A9", "/a?x=1", "/a%2Fb?q", "/?", "/%", "/a/%2e%2e/b",
+])
+def test_path_without_anything_to_decode_is_the_target_as_yarl_gives_it(target):
+    """`path` skips building the URL when there is nothing to decode (no '%', no '?'):
+    the answer must be the one the URL gives, for every kind of target."""
+    from lowserver.http_parser import HttpRequestParser
+    [message, _] = HttpRequestParser().feed(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    request = make_mocked_request("GET", "/")
+    request = type(request)(message, request._payload, request._protocol,
+                            request._payload_writer, None, None)
+    assert request.path == message.url.path      # the URL the server builds (target_url)
