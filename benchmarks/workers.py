@@ -13,7 +13,9 @@ gives per config the median over rounds of
 - req/s (wrk's Requests/sec; socket errors and non-2xx answers are reported, never hidden),
 - the servers' CPU share: CPU-seconds of the parent and all its workers (from /proc/PID/stat)
   over wall seconds, so 1.0 is one core busy and 2.0 both,
-- wrk's CPU share (getrusage of the waited-for child),
+- wrk's CPU share (getrusage of the waited-for child), and what other programs took
+  meanwhile (the machine's busy time from /proc/stat, less both): on a shared machine,
+  req/s only means something when that is near 0,
 - req per server CPU-second (the work one core's worth of server time does).
 
 With --workers 1 the parent serves itself (no fork); with N > 1 it only supervises, and its
@@ -108,6 +110,13 @@ def wrk(url: str, seconds: float, connections: int) -> dict:
                                                             if non2xx else "")}
 
 
+def machine_busy() -> float:
+    """CPU-seconds all cores spent busy so far (/proc/stat: all but idle and iowait)."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:8]]
+    return (sum(fields) - fields[3] - fields[4]) / TICKS
+
+
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -117,13 +126,15 @@ def measure(workers: int, args: argparse.Namespace) -> dict:
     server = Server(workers)
     try:
         wrk(server.url, args.warmup, args.connections)
-        s0, c0, t0 = server.cpu(), children_cpu(), time.monotonic()
+        s0, c0, m0, t0 = server.cpu(), children_cpu(), machine_busy(), time.monotonic()
         result = wrk(server.url, args.duration, args.connections)
-        s1, c1, t1 = server.cpu(), children_cpu(), time.monotonic()
+        s1, c1, m1, t1 = server.cpu(), children_cpu(), machine_busy(), time.monotonic()
     finally:
         server.stop()
     wall = t1 - t0
     result.update(server_cpu=(s1 - s0) / wall, client_cpu=(c1 - c0) / wall)
+    # what other programs took meanwhile: the machine's busy time less the server's and wrk's
+    result["others_cpu"] = max(0.0, (m1 - m0) / wall - result["server_cpu"] - result["client_cpu"])
     result["per_cpu_s"] = result["rps"] / result["server_cpu"] if result["server_cpu"] else 0.0
     return result
 
@@ -147,12 +158,14 @@ def main() -> int:
             result = measure(n, args)
             runs[n].append(result)
             print(f"round {round_ + 1} workers={n}: {result['rps']:,.0f} req/s, server CPU "
-                  f"{result['server_cpu']:.2f}, wrk CPU {result['client_cpu']:.2f}"
+                  f"{result['server_cpu']:.2f}, wrk CPU {result['client_cpu']:.2f}, other "
+                  f"programs {result['others_cpu']:.2f}"
                   f"{' errors: ' + result['errors'] if result['errors'] else ''}", flush=True)
     print(f"\nhello, wrk -t1 -c{args.connections}, {args.duration:g} s x {args.rounds} rounds, "
           f"{os.cpu_count()} cores shared, medians:")
-    print("| workers | req/s | min–max | servers' CPU share | wrk's CPU share | req per server CPU-s |")
-    print("|---|---|---|---|---|---|")
+    print("| workers | req/s | min–max | servers' CPU share | wrk's CPU share | other programs' "
+          "| req per server CPU-s |")
+    print("|---|---|---|---|---|---|---|")
     base = statistics.median(r["rps"] for r in runs[configs[0]])
     for n in configs:
         rps = [r["rps"] for r in runs[n]]
@@ -160,6 +173,7 @@ def main() -> int:
         print(f"| {n} | {median:,.0f} ({median / base:.2f}x) | {min(rps):,.0f}–{max(rps):,.0f} | "
               f"{statistics.median(r['server_cpu'] for r in runs[n]):.2f} | "
               f"{statistics.median(r['client_cpu'] for r in runs[n]):.2f} | "
+              f"{statistics.median(r['others_cpu'] for r in runs[n]):.2f} | "
               f"{statistics.median(r['per_cpu_s'] for r in runs[n]):,.0f} |")
     return 0
 
