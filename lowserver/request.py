@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import os
 import re
 import types
 import warnings
@@ -61,6 +62,14 @@ class reify:
 
     def __set__(self, inst: Any, value: Any) -> None:
         raise AttributeError("reified property is read-only")
+
+
+PyReify = reify
+if not os.environ.get("LOWSERVER_NO_SPEEDUPS"):
+    try:   # the same descriptor in C (aiohttp's reify); yarl's dependency, so installed
+        from propcache.api import under_cached_property as reify  # type: ignore # noqa: F811
+    except ImportError:   # pragma: no cover - yarl requires propcache
+        pass
 
 
 class _RequestConnection:

@@ -567,3 +567,22 @@ def test_path_without_anything_to_decode_is_the_target_as_yarl_gives_it(target):
     request = type(request)(message, request._payload, request._protocol,
                             request._payload_writer, None, None)
     assert request.path == message.url.path      # the URL the server builds (target_url)
+
+
+@pytest.mark.parametrize("no_speedups", ["", "1"], ids=["propcache", "pure-python"])
+def test_reify_is_propcache_unless_speedups_are_off_and_both_behave_alike(no_speedups):
+    import os
+    import subprocess
+    import sys
+    code = ("import lowserver.request as r\n"
+            "from lowserver.testing import make_mocked_request\n"
+            "q = make_mocked_request('GET', '/a%20b?x=1')\n"
+            "assert (q.path, q.query_string, q.path) == ('/a b', 'x=1', '/a b')\n"
+            "try:\n    q.path = 'x'\nexcept AttributeError:\n    pass\n"
+            "else:\n    raise SystemExit('assignable')\n"
+            "print(r.reify is r.PyReify)\n")
+    env = {**os.environ, "LOWSERVER_NO_SPEEDUPS": no_speedups}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ("True\n" if no_speedups else "False\n")
