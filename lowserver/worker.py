@@ -170,13 +170,12 @@ class GunicornWorker(_Signals, _Configuration, base.Worker):
                 await runner.cleanup()
             finally:
                 heartbeat.cancel()
+                await asyncio.gather(heartbeat, return_exceptions=True)
 
     async def _heartbeat(self) -> None:
         while True:
             self.notify()
             await asyncio.sleep(1.0)
-
-
 
 
 class GunicornUVLoopWorker(GunicornWorker):
