@@ -1,4 +1,4 @@
-"""WebSocket unmasking (RFC 6455 §5.3) in pure Python: the candidates, side by side.
+"""WebSocket unmasking (RFC 6455 §5.3) in pure Python, and with C accelerators: side by side.
 
 In-process, no sockets. Each method unmasks the same payload with the same 4-byte key and
 must give the same bytes; the table shows microseconds per call (best of --repeat runs):
@@ -9,21 +9,39 @@ must give the same bytes; the table shows microseconds per call (best of --repea
     aiohttp      aiohttp's _websocket_mask_python: four strided bytes.translate calls on a
                  bytearray (the bytearray(payload) copy its reader makes is included)
     translate    the same strided translate on the whole payload at once, no blocks
-    lowserver    lowserver.websocket_frames.apply_mask: int XOR under 1 KiB, strided
+    lowserver    lowserver.websocket_frames.python_apply_mask: int XOR under 1 KiB, strided
                  translate up to 64 KiB, then translate 64 KiB block by block
 
-    python benchmarks/ws_mask.py                  # ~30 s; prints a Markdown table
+Then the accelerators, the candidates for `pip install lowserver[speedups]` (each column
+only if its package is installed; all return the unmasked bytes, a copy: the input is kept):
+
+    python       lowserver's pure-Python path (python_apply_mask), for reference
+    websockets   websockets.speedups.apply_mask(data, mask): C, 16 bytes at a time (SSE2)
+    aiohttp-C    aiohttp's _websocket_mask_cython(mask, bytearray): in place, so the
+                 bytearray(payload) copy is included, as in its reader
+    numpy        a vectorised XOR: the payload copied into a bytearray, XORed in place as
+                 uint32 words with the key as one word, the last 1-3 bytes in Python
+    wsaccel      wsaccel.xormask.XorMaskerSimple(mask).process(data) (Cython)
+    chosen       lowserver.websocket_frames.apply_mask: what the parser calls today
+                 (MASK_IMPLEMENTATION says which; LOWSERVER_NO_SPEEDUPS=1 turns C off)
+
+followed by each package's version and installed size.
+
+    python benchmarks/ws_mask.py                  # ~40 s; prints Markdown tables
     python benchmarks/ws_mask.py --sizes 32,65536 --repeat 3
+    python benchmarks/ws_mask.py --tables accelerators --sizes 32,1024,65536,1048576
     python benchmarks/ws_mask.py --parser         # also: frame parser vs aiohttp's reader
 
-`--parser` feeds the same masked frames to lowserver's WebSocketParser and to aiohttp's
-pure-Python WebSocketReader (reader_py, its queue emptied after every feed) and prints
-messages per second. A benchmark, not a test: nothing here asserts a time.
+`--parser` feeds the same masked frames to lowserver's WebSocketParser (on the pure-Python
+path, then on the accelerated one when it is installed) and to aiohttp's pure-Python
+WebSocketReader (reader_py, its queue emptied after every feed) and prints messages per
+second. A benchmark, not a test: nothing here asserts a time.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
 import sys
@@ -36,8 +54,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # aiohttp's pure-Python code paths only (its reader would otherwise unmask with C)
 os.environ["AIOHTTP_NO_EXTENSIONS"] = "1"
 
-from lowserver.websocket_frames import _XOR_TABLES, apply_mask, build_frame  # noqa: E402
+import lowserver.websocket_frames as frames  # noqa: E402
+import lowserver.websocket_parser as protocol  # noqa: E402  (the parser's own apply_mask)
+from lowserver.websocket_frames import _XOR_TABLES, build_frame  # noqa: E402
 from lowserver.websocket_parser import WebSocketParser  # noqa: E402
+
+# the pure-Python path (named apply_mask before the accelerator came)
+python_apply_mask = getattr(frames, "python_apply_mask", frames.apply_mask)
 
 MASK = b"\x37\xfa\x21\x3d"
 DEFAULT_SIZES = [32, 125, 1024, 16384, 65536, 1 << 20, 16 << 20]
@@ -89,8 +112,68 @@ METHODS = {
     "int-little": int_little,
     "aiohttp": aiohttp_translate,
     "translate": translate_whole,
-    "lowserver": apply_mask,
+    "lowserver": python_apply_mask,
 }
+
+
+# --- the accelerators ---------------------------------------------------------------------
+
+def _accelerators() -> dict:
+    """name -> (function(mask, data), distribution name or None), for what is installed."""
+    found = {"python": (python_apply_mask, None)}
+    try:
+        from websockets.speedups import apply_mask as ws_apply_mask
+    except ImportError:
+        pass
+    else:
+        found["websockets"] = (lambda mask, data: ws_apply_mask(data, mask), "websockets")
+    try:
+        from aiohttp._websocket.mask import _websocket_mask_cython
+    except ImportError:
+        pass
+    else:
+        def aiohttp_c(mask: bytes, data: bytes) -> bytearray:
+            buf = bytearray(data)
+            _websocket_mask_cython(mask, buf)
+            return buf
+        found["aiohttp-C"] = (aiohttp_c, "aiohttp")
+    try:
+        import numpy
+    except ImportError:
+        pass
+    else:
+        def numpy_xor(mask: bytes, data: bytes) -> bytearray:
+            buf = bytearray(data)
+            words = len(buf) >> 2
+            if words:
+                view = numpy.frombuffer(buf, dtype=numpy.uint32, count=words)
+                numpy.bitwise_xor(view, numpy.frombuffer(mask, dtype=numpy.uint32)[0], out=view)
+            for i in range(words << 2, len(buf)):
+                buf[i] ^= mask[i & 3]
+            return buf
+        found["numpy"] = (numpy_xor, "numpy")
+    try:
+        from wsaccel.xormask import XorMaskerSimple
+    except ImportError:
+        pass
+    else:
+        found["wsaccel"] = (lambda mask, data: XorMaskerSimple(mask).process(data), "wsaccel")
+    found[f"chosen ({getattr(frames, 'MASK_IMPLEMENTATION', 'python')})"] = (
+        frames.apply_mask, None)
+    return found
+
+
+def _installed_size(distribution: str) -> tuple[str, float]:
+    """(version, MiB on disk) of an installed distribution, from its RECORD."""
+    from importlib import metadata
+    dist = metadata.distribution(distribution)
+    total = 0
+    for file in dist.files or ():
+        try:
+            total += file.locate().stat().st_size
+        except OSError:
+            pass
+    return dist.version, total / (1 << 20)
 
 
 def measure(function, data: bytes, repeat: int) -> float:
@@ -108,8 +191,9 @@ def human(size: int) -> str:
     return f"{size} B"
 
 
-def mask_table(sizes: list[int], repeat: int) -> None:
-    names = list(METHODS)
+def mask_table(sizes: list[int], repeat: int, methods: dict | None = None) -> None:
+    methods = METHODS if methods is None else methods
+    names = list(methods)
     print("| payload | " + " | ".join(names) + " |")
     print("|---:|" + "---:|" * len(names))
     for size in sizes:
@@ -117,7 +201,7 @@ def mask_table(sizes: list[int], repeat: int) -> None:
         expected = int_big(MASK, data)
         cells = []
         for name in names:
-            function = METHODS[name]
+            function = methods[name]
             if name == "naive" and size > 1024:
                 cells.append("—")
                 continue
@@ -126,6 +210,17 @@ def mask_table(sizes: list[int], repeat: int) -> None:
             cells.append(f"{measure(function, data, repeat) * 1e6:,.2f}")
         print(f"| {human(size)} | " + " | ".join(cells) + " |", flush=True)
     print("\nµs per call, best of", repeat, "runs")
+
+
+def accelerator_table(sizes: list[int], repeat: int) -> None:
+    found = _accelerators()
+    mask_table(sizes, repeat, {name: function for name, (function, _) in found.items()})
+    print("\n| package | version | installed size |")
+    print("|---|---|---:|")
+    for name, (_, distribution) in found.items():
+        if distribution is not None:
+            version, mib = _installed_size(distribution)
+            print(f"| {distribution} | {version} | {mib:.1f} MiB |")
 
 
 # --- frame parser -------------------------------------------------------------------------
@@ -138,7 +233,39 @@ class _Protocol:          # what aiohttp's WebSocketDataQueue needs of a protoco
     def resume_reading(self) -> None: ...
 
 
+@contextlib.contextmanager
+def mask_path(path: str):
+    """Put the parser (and apply_mask's callers) on one masking path, as tests/conftest.py
+    does: "python", or "accelerated" (websockets' C apply_mask, when installed)."""
+    saved = (frames.apply_mask, protocol.apply_mask, getattr(protocol, "_INLINE_MASK_BELOW", None))
+    accelerated = getattr(frames, "speedups_apply_mask", None)
+    if path == "python" or accelerated is None:
+        function, inline_below = python_apply_mask, frames._TRANSLATE_FROM
+    else:
+        function, inline_below = accelerated, 0
+    frames.apply_mask = protocol.apply_mask = function
+    if saved[2] is not None:
+        protocol._INLINE_MASK_BELOW = inline_below
+    try:
+        yield
+    finally:
+        frames.apply_mask, protocol.apply_mask = saved[:2]
+        if saved[2] is not None:
+            protocol._INLINE_MASK_BELOW = saved[2]
+
+
 def parser_table(repeat: int) -> None:
+    paths = ["python"]
+    if getattr(frames, "speedups_apply_mask", None) is not None:
+        paths.append("accelerated")
+    for path in paths:
+        with mask_path(path):
+            print(f"parser on the {path} masking path\n")
+            _parser_table(repeat)
+            print()
+
+
+def _parser_table(repeat: int) -> None:
     try:
         from aiohttp._websocket.reader_py import WebSocketDataQueue, WebSocketReader
     except ImportError:
@@ -191,10 +318,8 @@ def parser_table(repeat: int) -> None:
 
 
 def blocks_in_the_parser(repeat: int) -> None:
-    """The parser unmasking multi-MiB messages with apply_mask, then without its blocks."""
-    import lowserver.websocket_frames as frames
-    import lowserver.websocket_parser as protocol   # the parser calls its own apply_mask
-
+    """The parser unmasking multi-MiB messages with python_apply_mask, then without its
+    blocks."""
     def unblocked(mask: bytes, data: bytes) -> bytes:
         if len(data) < frames._TRANSLATE_FROM:
             return int_little(mask, data)
@@ -205,10 +330,10 @@ def blocks_in_the_parser(repeat: int) -> None:
     reads = [stream[i:i + read] for i in range(0, len(stream), read)]
     print("| 16 MiB messages in 256 KiB reads | ms per message |")
     print("|---|---:|")
-    for name, function in (("apply_mask (64 KiB blocks)", apply_mask),
+    for name, function in (("python_apply_mask (64 KiB blocks)", python_apply_mask),
                            ("one translate per piece, no blocks", unblocked)):
-        protocol.apply_mask = function
-        try:
+        with mask_path("python"):
+            protocol.apply_mask = function
             best = float("inf")
             for _ in range(repeat):
                 gc.collect()
@@ -216,8 +341,6 @@ def blocks_in_the_parser(repeat: int) -> None:
                 start = time.perf_counter()
                 got = sum(len(parser.feed(chunk)) for chunk in reads)
                 best = min(best, (time.perf_counter() - start) / got)
-        finally:
-            protocol.apply_mask = apply_mask
         print(f"| {name} | {best * 1e3:.1f} |", flush=True)
 
 
@@ -226,11 +349,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)),
                         help="payload sizes in bytes, comma-separated")
     parser.add_argument("--repeat", type=int, default=5, help="runs per cell (best is kept)")
+    parser.add_argument("--tables", default="pure,accelerators",
+                        help="which mask tables: pure (the pure-Python methods), accelerators")
     parser.add_argument("--parser", action="store_true",
                         help="also compare the frame parser with aiohttp's reader")
     args = parser.parse_args(argv)
     print(f"Python {sys.version.split()[0]}\n")
-    mask_table([int(s) for s in args.sizes.split(",")], args.repeat)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    tables = args.tables.split(",")
+    if "pure" in tables:
+        mask_table(sizes, args.repeat)
+    if "accelerators" in tables:
+        print("\nAccelerators:\n")
+        accelerator_table(sizes, args.repeat)
     if args.parser:
         print()
         parser_table(max(1, args.repeat // 2 + 1))

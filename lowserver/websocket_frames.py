@@ -3,7 +3,8 @@
 
 The names every WebSocket program uses (`WSMsgType`, `WSCloseCode`, `WSMessage`,
 `WebSocketError`, as in aiohttp), the frame header in both directions (`decode_payload_length`,
-`encode_header`: the one place a header is built), masking (`apply_mask`), Close payloads, and
+`encode_header`: the one place a header is built), masking (`apply_mask`: in C when websockets'
+speedups are installed, else `python_apply_mask`), Close payloads, and
 the frame writer (`FrameWriter`, `build_frame`, `build_close_frame`). The frame parser is
 `lowserver/websocket_parser.py`, the handshake `websocket_handshake.py`, permessage-deflate
 `websocket_deflate.py`; `lowserver/websocket.py` puts them on a connection. No asyncio here.
@@ -20,7 +21,8 @@ from typing import Any, NamedTuple, Protocol
 __all__ = [
     "WSMsgType", "WSCloseCode", "WSMessage", "WebSocketError", "WS_CLOSED_MESSAGE",
     "WS_CLOSING_MESSAGE", "WS_CLOSE_NO_STATUS", "DEFAULT_MAX_MSG_SIZE", "is_valid_close_code",
-    "decode_payload_length", "apply_mask", "parse_close_payload", "encode_header",
+    "decode_payload_length", "apply_mask", "python_apply_mask", "speedups_apply_mask",
+    "MASK_IMPLEMENTATION", "parse_close_payload", "encode_header",
     "PLAIN_HEADERS", "frame_header", "build_frame", "close_payload", "build_close_frame",
     "Compressor", "FrameWriter",
 ]
@@ -179,8 +181,9 @@ def _translate_mask(mask: bytes, data: bytes | bytearray | memoryview) -> bytear
     return buf
 
 
-def apply_mask(mask: bytes, data: bytes | bytearray | memoryview) -> bytes:
-    """`data` XORed with the 4-byte `mask` repeated (RFC 6455 §5.3): masks and unmasks."""
+def python_apply_mask(mask: bytes, data: bytes | bytearray | memoryview) -> bytes:
+    """`data` XORed with the 4-byte `mask` repeated (RFC 6455 §5.3): masks and unmasks.
+    Pure Python, always there; `apply_mask` (below) is this or the C accelerator."""
     n = len(data)
     if n < _TRANSLATE_FROM:
         # one XOR of two integers: the data, and the mask repeated to the same length
@@ -194,6 +197,33 @@ def apply_mask(mask: bytes, data: bytes | bytearray | memoryview) -> bytes:
     return b"".join([_translate_mask(mask, view[start:start + _MASK_BLOCK])
                      for start in range(0, n, _MASK_BLOCK)])
 
+
+
+# --- the accelerator: C masking when installed (pip install lowserver[speedups]) -----------
+
+def _load_speedups() -> Callable[[bytes, bytes | bytearray | memoryview], bytes] | None:
+    """websockets' C `apply_mask`, in lowserver's argument order; None when websockets (or
+    its C extension) is not installed, or LOWSERVER_NO_SPEEDUPS is set (read at import)."""
+    if os.environ.get("LOWSERVER_NO_SPEEDUPS", "") not in ("", "0"):
+        return None
+    try:
+        from websockets.speedups import apply_mask as c_apply_mask
+    except ImportError:          # not installed, or installed without its C extension
+        return None
+
+    def speedups_apply_mask(mask: bytes, data: bytes | bytearray | memoryview) -> bytes:
+        """`data` XORed with `mask` repeated, in C (websockets takes `data` first)."""
+        return c_apply_mask(data, mask)
+    return speedups_apply_mask
+
+
+speedups_apply_mask = _load_speedups()
+# What the parser, the writer and everyone else call: C if loaded, else pure Python.
+apply_mask = python_apply_mask if speedups_apply_mask is None else speedups_apply_mask
+MASK_IMPLEMENTATION = "python" if speedups_apply_mask is None else "websockets.speedups"
+# The parser inlines the integer XOR for whole frames below this size: only in pure Python
+# (a C call costs less than even that); 0 sends every masked frame to apply_mask.
+_INLINE_MASK_BELOW = _TRANSLATE_FROM if speedups_apply_mask is None else 0
 
 
 # --- close frames (RFC 6455 §5.5.1, §7.4) --------------------------------------------------

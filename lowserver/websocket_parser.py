@@ -13,9 +13,9 @@ import codecs
 from typing import TYPE_CHECKING, Any
 
 from lowserver.websocket_frames import (
-    _BINARY, _CLOSE, _CONTROL, _ERROR, _INVALID_TEXT, _PING, _PONG, _PROTOCOL_ERROR, _TEXT,
-    _TOO_BIG, _TRANSLATE_FROM, DEFAULT_MAX_MSG_SIZE, WebSocketError, WSMessage, WSMsgType,
-    _new, apply_mask, decode_payload_length, parse_close_payload,
+    _BINARY, _CLOSE, _CONTROL, _ERROR, _INLINE_MASK_BELOW, _INVALID_TEXT, _PING, _PONG,
+    _PROTOCOL_ERROR, _TEXT, _TOO_BIG, _TRANSLATE_FROM, DEFAULT_MAX_MSG_SIZE, WebSocketError,
+    WSMessage, WSMsgType, _new, apply_mask, decode_payload_length, parse_close_payload,
 )
 
 if TYPE_CHECKING:
@@ -134,10 +134,12 @@ class _FrameReader(_ParserState):
                 break
             if mask is None:
                 payload = data[head:stop]
-            elif length < _TRANSLATE_FROM:       # apply_mask's integer XOR, inlined
+            elif length < _INLINE_MASK_BELOW:    # pure Python: the integer XOR, inlined
                 payload = (int.from_bytes(data[head:stop], "little")
                            ^ int.from_bytes((mask * ((length >> 2) + 1))[:length], "little")
                            ).to_bytes(length, "little")
+            elif length < _TRANSLATE_FROM:       # in C: a small copy costs less than a view
+                payload = apply_mask(mask, data[head:stop])
             else:                                # no copy of a big payload before unmasking
                 payload = apply_mask(mask, memoryview(data)[head:stop])
             pos = stop

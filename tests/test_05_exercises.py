@@ -1,7 +1,9 @@
 """Grading tests for the exercises of notebook 05 (the WebSocket protocol, sans-I/O).
 
 Each test grades one function whose body the student edition removes; each fails with
-NotImplementedError on the student stub and passes on a correct solution.
+NotImplementedError on the student stub and passes on a correct solution. Exercise 3 grades
+`python_apply_mask`, the pure-Python path, whatever `apply_mask` is (the C accelerator, when
+websockets is installed); so this module does not run on both masking paths (tests/conftest.py).
 """
 import base64
 import hashlib
@@ -10,7 +12,8 @@ from itertools import cycle
 import pytest
 
 from lowserver.websocket_deflate import DeflateParams, accept_deflate_offer
-from lowserver.websocket_frames import WebSocketError, apply_mask, decode_payload_length
+from lowserver.websocket_frames import WebSocketError, decode_payload_length
+from lowserver.websocket_frames import python_apply_mask as apply_mask   # the exercise: pure Python
 from lowserver.websocket_handshake import accept_key
 
 

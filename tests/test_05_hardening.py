@@ -34,6 +34,8 @@ from lowserver.websocket_frames import (
 from lowserver.websocket_handshake import WSHandshakeError, server_handshake
 from lowserver.websocket_parser import WebSocketParser
 
+pytestmark = pytest.mark.usefixtures("mask_path")   # both masking paths: tests/conftest.py
+
 LONG = 10.0           # upper bound for anything that should take (much) less
 SOON = 1.0            # "at once", generously: what the old behaviour took 10 s to do
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="

@@ -42,7 +42,7 @@ CLOSE, CLOSING, CLOSED, ERROR = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.C
                                  WSMsgType.ERROR)
 # The client's FrameWriter(mask=True) draws its masking keys from os.urandom: seeded here
 # (conftest.py), so every run sends the same bytes.
-pytestmark = pytest.mark.usefixtures("seeded_urandom")
+pytestmark = pytest.mark.usefixtures("seeded_urandom", "mask_path")   # mask_path: tests/conftest.py
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 MASK = b"\x37\xfa\x21\x3d"

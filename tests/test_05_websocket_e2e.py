@@ -19,6 +19,8 @@ from lowserver import web
 from loopback import client_frame, echo_handler, read_frame, read_head, serve
 from lowserver.websocket_frames import WSMsgType, frame_header
 
+pytestmark = pytest.mark.usefixtures("mask_path")   # both masking paths: tests/conftest.py
+
 LONG = 20.0           # upper bound for anything that should take (much) less
 SIZES = [0, 125, 126, 65535, 65536, 16 * 1024 * 1024]
 HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"

@@ -20,6 +20,8 @@ from lowserver import web
 from loopback import LONG, serve
 from lowserver.websocket_frames import apply_mask, frame_header
 
+pytestmark = pytest.mark.usefixtures("mask_path")   # both masking paths: tests/conftest.py
+
 
 async def echo(request):
     ws = web.WebSocketResponse(compress=request.query.get("c") == "1", max_msg_size=1 << 16)

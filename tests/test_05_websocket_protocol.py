@@ -39,7 +39,7 @@ from lowserver.websocket_handshake import WSHandshakeError, server_handshake
 from lowserver.websocket_parser import WebSocketParser
 
 # FrameWriter(mask=True) draws its masking keys from os.urandom: seeded here (conftest.py).
-pytestmark = pytest.mark.usefixtures("seeded_urandom")
+pytestmark = pytest.mark.usefixtures("seeded_urandom", "mask_path")   # mask_path: tests/conftest.py
 
 KEY = b"\x37\xfa\x21\x3d"
 TEXT, BINARY, CONT = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION
