@@ -1,22 +1,14 @@
-"""The student edition round trip (tools/student.py).
+"""The student edition round trip (tools/student.py), part one on a tiny synthetic course.
 
-A student workspace for a stage must hold no solution text from that stage, still import, and
-make that stage's grading tests fail (with NotImplementedError), while the solved course
-passes them; every other stage keeps its solution untouched.
+A student edition must hold no solution text from its stages, still import, and make those
+stages' grading tests fail (with a NotImplementedError naming the exercise), while the solved
+course passes them; every other stage keeps its solution untouched. The mini-course pins the
+tool's behaviour down independently of the real notebooks; tests/test_student_course.py runs
+it on the real course (one stage, two stages, the grading report).
 
-Part one builds a tiny synthetic course in a temporary directory, so the tool's behaviour is
-pinned down independently of the real notebooks. Part two runs the tool on the real course,
-for every stage that has marked regions and a ``tests/test_NN_exercises.py``: as stages land,
-they are graded the same way with no change here.
-
-Cost: a workspace is written once per stage (module-scoped fixtures), by the tool's own
-``main()`` in this process, and the exporter runs in this process too (``--check`` included);
-only the mini-course's workspace is written by the command line itself, in a subprocess. What
-needs a fresh interpreter (a workspace's ``lowserver`` cannot share this process with the
-course's) gets one: an import check and a grading run per workspace, and a single grading run
-of every stage on the solved course. Each is this interpreter with the workspace first on
-``PYTHONPATH`` (no venv, no install); the import check asserts that ``lowserver`` came from
-the workspace.
+Cost: the mini-course's edition is written once, by the command line, in a subprocess; what
+needs a fresh interpreter (an edition's `lowserver` cannot share this process with the
+course's) runs in the edition's own `.venv` (made by the tool in a second, no install).
 """
 from __future__ import annotations
 
@@ -54,11 +46,17 @@ export = _load("export")
 ENV = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
 
 
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """This interpreter on `args`, in `cwd`, with `cwd` first on the path: the `lowserver` it
-    imports is cwd's (a workspace's), not the course's editable install."""
+def edition_python(root: Path) -> Path | None:
+    python = root / ".venv" / "bin" / "python"
+    return python if python.exists() else None
+
+
+def run(*args: str, cwd: Path, python: Path | None = None) -> subprocess.CompletedProcess:
+    """`python` (this interpreter by default, with `cwd` first on the path: the `lowserver` it
+    imports is cwd's, not the course's editable install) on `args`, in `cwd`."""
     path = os.pathsep.join(filter(None, [str(cwd), os.environ.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, *args], cwd=cwd, env={**ENV, "PYTHONPATH": path},
+    env = {**ENV, "PYTHONPATH": path} if python is None else ENV
+    return subprocess.run([str(python or sys.executable), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -68,7 +66,8 @@ def run_pytest(cwd: Path, report: Path,
     so the nbval plugin, slow to load, is left out too); return (exit code,
     {test file: {test: failure or None}})."""
     done = run("-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:nbval", "-o", "addopts=",
-               "-o", "junit_family=xunit2", f"--junitxml={report}", *test_files, cwd=cwd)
+               "-o", "junit_family=xunit2", f"--junitxml={report}", *test_files, cwd=cwd,
+               python=edition_python(cwd))
     assert report.exists(), done.stdout + done.stderr
     outcomes: dict[str, dict[str, str | None]] = {name: {} for name in test_files}
     for case in ElementTree.parse(report).getroot().iter("testcase"):
@@ -84,11 +83,12 @@ def run_pytest(cwd: Path, report: Path,
     return done.returncode, outcomes
 
 
-def imported_from(modules: list[str], cwd: Path) -> dict[str, Path]:
-    """Where a fresh interpreter in `cwd` imports each of `modules` from."""
+def imported_from(modules: list[str], cwd: Path, python: Path | None = None) -> dict[str, Path]:
+    """Where a fresh interpreter (`python`) in `cwd` imports each of `modules` from."""
     done = run("-c", "import importlib, sys\n"
                      "for name in sys.argv[1:]:\n"
-                     "    print(importlib.import_module(name).__file__)", *modules, cwd=cwd)
+                     "    print(importlib.import_module(name).__file__)", *modules, cwd=cwd,
+               python=python)
     assert done.returncode == 0, done.stderr
     return dict(zip(modules, (Path(line).resolve() for line in done.stdout.splitlines())))
 
@@ -233,6 +233,8 @@ def make_mini_course(root: Path) -> Path:
     ])
     (root / "lowserver").mkdir()
     (root / "lowserver" / "__init__.py").write_text('"""Hand-written."""\n')
+    # the course's installed metadata names this pytest plugin, which an edition's .venv sees
+    (root / "lowserver" / "pytest_plugin.py").write_text('"""Hand-written, empty."""\n')
     (root / "tests").mkdir()
     (root / "tests" / "test_01_exercises.py").write_text(MINI_GRADER)
     (root / "pyproject.toml").write_text("[tool.pytest.ini_options]\naddopts = \"\"\n")
@@ -249,7 +251,8 @@ def mini(tmp_path_factory) -> tuple[Path, Path]:
     done = run("tools/student.py", "--stage", "01", "--out", str(out), cwd=course)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 exercises" in done.stdout
-    assert "add()" in done.stdout and "bump()" in done.stdout
+    assert "01.1  add()" in done.stdout and "01.2  Counter.bump()" in done.stdout
+    assert "tools/export.py" in done.stdout and "tests/test_01_exercises.py" in done.stdout
     return course, out
 
 
@@ -273,10 +276,12 @@ def test_mini_stubs_sit_at_the_markers_indentation(mini):
     module = (out / "lowserver" / "mini.py").read_text()
     assert ('    """The sum of a and b."""\n'
             "    # YOUR CODE HERE\n"
-            "    raise NotImplementedError()\n") in module
+            "    raise NotImplementedError('exercise 01.1: add — write it in "
+            "notebooks/01_mini.ipynb')\n") in module
     assert ('            raise ValueError("by must be >= 0")\n'
             "        # YOUR CODE HERE\n"
-            "        raise NotImplementedError()\n") in module
+            "        raise NotImplementedError('exercise 01.2: Counter.bump — write it in "
+            "notebooks/01_mini.ipynb')\n") in module
     assert module.startswith("# AUTOGENERATED from notebooks/01_mini.ipynb")
 
 
@@ -285,18 +290,27 @@ def test_mini_stage_outputs_are_cleared_and_other_stages_untouched(mini):
     nb = nbformat.read(out / "notebooks" / "01_mini.ipynb", as_version=4)
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert all(cell.outputs == [] and cell.execution_count is None for cell in code)
-    assert nb.cells[0].source.startswith("# 01 · mini")          # markdown kept as written
-    for name in ("notebooks/02_other.ipynb", "notebooks/03_plain.ipynb", "lowserver/other.py",
-                 "lowserver/plain.py", "lowserver/__init__.py", "tests/test_01_exercises.py"):
+    assert nb.cells[0].source == student.FIRST_CELL               # loads the edition's guard
+    assert nb.cells[1].source.startswith("# 01 · mini")          # markdown kept as written
+    assert all(student.IGNORE_OUTPUT_TAG in cell.metadata["tags"] for cell in code)
+    for name in ("notebooks/02_other.ipynb", "notebooks/03_plain.ipynb"):
+        given, solved = (nbformat.read(root / name, as_version=4) for root in (out, course))
+        assert given.cells[0].source == student.FIRST_CELL
+        assert given.cells[1:] == solved.cells, name              # only the first cell added
+    for name in ("lowserver/other.py", "lowserver/plain.py", "lowserver/__init__.py",
+                 "tests/test_01_exercises.py"):
         assert (out / name).read_bytes() == (course / name).read_bytes(), name
     assert "return x * 2  # stage 02 keeps this" in (out / "lowserver" / "other.py").read_text()
 
 
 def test_mini_student_copy_imports_and_is_consistent(mini):
     _, out = mini
-    assert imported_from(["lowserver", "lowserver.mini"], out) == {
-        "lowserver": (out / "lowserver" / "__init__.py").resolve(),
-        "lowserver.mini": (out / "lowserver" / "mini.py").resolve()}
+    python = edition_python(out)
+    assert python is not None
+    for cwd in (out, out / "notebooks"):                     # a kernel runs in notebooks/
+        assert imported_from(["lowserver", "lowserver.mini"], cwd, python) == {
+            "lowserver": (out / "lowserver" / "__init__.py").resolve(),
+            "lowserver.mini": (out / "lowserver" / "mini.py").resolve()}
     assert exporter(out, "--check") == (0, "")
 
 
@@ -306,7 +320,7 @@ def test_mini_grading_fails_for_the_student_and_passes_when_solved(mini, tmp_pat
     code, outcomes = run_pytest(out, tmp_path / "student.xml", grader)
     assert code == 1
     assert set(outcomes[grader]) == {"test_exercise_1_add", "test_exercise_2_bump"}
-    assert all(failure and "NotImplementedError" in failure
+    assert all(failure and "NotImplementedError: exercise 01." in failure
                for failure in outcomes[grader].values())
     code, outcomes = run_pytest(course, tmp_path / "solved.xml", grader)
     assert code == 0
@@ -322,26 +336,33 @@ def test_mini_list(mini, capsys):
     rows = captured.out.splitlines()
     assert rows[0].split()[:3] == ["01", "2", "exercises"]
     assert "graded by tests/test_01_exercises.py" in rows[0]
-    assert rows[1].split()[:3] == ["02", "1", "exercise"]
-    assert "no grading tests" in rows[1]
-    assert rows[2].split()[:3] == ["03", "0", "exercises"]
+    assert rows[1].split() == ["01.1", "add"] and rows[2].split() == ["01.2", "Counter.bump"]
+    assert rows[3].split()[:3] == ["02", "1", "exercise"]
+    assert "no grading tests" in rows[3]
+    assert rows[5].split()[:3] == ["03", "0", "exercises"]
+    assert tool.main(["list"]) == 0 and capsys.readouterr().out == captured.out
 
 
 def test_mini_refusals(mini, tmp_path, capsys):
     course, out = mini
     tool = _load("student", course / "tools", alias="mini")    # in-process: its ROOT is `course`
 
-    def refused(*args: str) -> str:
-        assert tool.main(list(args)) == 1
+    def refused(*args: str, code: int = 1) -> str:
+        assert tool.main(list(args)) == code
         captured = capsys.readouterr()
         assert captured.out == ""
         return captured.err
 
-    # A stage without markers, and a stage that does not exist: nothing is written.
+    # A stage without markers, and a stage that does not exist: usage errors that list the
+    # stages there are; nothing is written.
     for stage, message in (("03", "stage 03 has no exercises"), ("09", "no notebook for stage 09")):
         target = tmp_path / f"stage{stage}"
-        assert message in refused("--stage", stage, "--out", str(target))
+        error = refused("make", "--stage", "01", "--stage", stage, "--out", str(target), code=2)
+        assert message in error and "stages: 01, 02" in error
         assert not target.exists()
+    assert "stages: 01, 02" in refused("make", "--stage", "x1", "--out", str(tmp_path / "y"),
+                                       code=2)
+    assert "--all" in refused("make", "--out", str(tmp_path / "y"), code=2)
     # A non-empty directory, unless --force (which replaces the course files, keeps the rest).
     target = tmp_path / "busy"
     target.mkdir()
@@ -355,17 +376,18 @@ def test_mini_refusals(mini, tmp_path, capsys):
     assert "stage 01" in capsys.readouterr().out
     assert (target / "mine.txt").read_text() == "my notes"
     assert not (target / "lowserver" / "leftover.py").exists()
-    assert "raise NotImplementedError()" in (target / "lowserver" / "mini.py").read_text()
+    assert "raise NotImplementedError('exercise 01.1: add" in (target / "lowserver" / "mini.py").read_text()
     # Never into the course itself or one of its directories.
     for inside in (course, course / "notebooks" / "x"):
         assert "cannot be" in refused("--stage", "01", "--out", str(inside), "--force")
     solved = (course / "lowserver" / "mini.py").read_text()
     assert all(line in solved for line in MINI_SOLUTION_LINES)   # the course is untouched
     # Bad arguments are usage errors.
-    for args in (["--stage", "x1", "--out", str(tmp_path / "y")], ["--stage", "01"]):
+    for args in (["--stage", "01"], ["make", "--stage", "01"], ["grade"], ["nonsense"]):
         with pytest.raises(SystemExit) as usage:
             tool.main(args)
         assert usage.value.code == 2
+    capsys.readouterr()
 
 
 @pytest.mark.parametrize("source, message", [
@@ -425,125 +447,68 @@ def test_strip_cell_keeps_everything_outside_the_regions():
         "def f():\n    # YOUR CODE HERE\n    raise NotImplementedError()\n")
 
 
-# --- part two: the real course --------------------------------------------------------------
-
-def graded_stages() -> list[str]:
-    """Stages with marked regions and a grading test file."""
-    return [stage for stage, paths in student.all_stages().items()
-            if (ROOT / "tests" / f"test_{stage}_exercises.py").exists()
-            and any(student.notebook_regions(path) for path in paths)]
+    named, _ = student.strip_cell(source, "here", ["exercise 01.1: f", "exercise 01.2: g"])
+    assert "    raise NotImplementedError('exercise 01.1: f')\n" in named
+    assert "    raise NotImplementedError('exercise 01.2: g')\n" in named
 
 
-def test_every_stage_with_exercises_is_graded_and_every_grader_has_exercises():
-    for stage, paths in student.all_stages().items():
-        regions = [region for path in paths for region in student.notebook_regions(path)]
-        grader = ROOT / "tests" / f"test_{stage}_exercises.py"
-        if regions:
-            assert grader.exists(), f"stage {stage} has exercises but no tests/{grader.name}"
-        if grader.exists():
-            assert regions, f"tests/{grader.name} grades stage {stage}, which has no exercises"
-            assert "def test_exercise_" in grader.read_text(encoding="utf-8")
-    assert "01" in graded_stages()
+def test_qualified_names_of_methods_and_nested_functions():
+    source = ("class A:\n    def m(self):\n        ### BEGIN SOLUTION\n        return 1\n"
+              "        ### END SOLUTION\n\n\ndef outer():\n    def inner():\n"
+              "        ### BEGIN SOLUTION\n        return 2\n        ### END SOLUTION\n"
+              "    return inner\n")
+    assert [region.function for region in student.strip_cell(source, "here")[1]] == [
+        "A.m", "outer.<locals>.inner"]
 
 
-def stage_modules(stage: str) -> list[str]:
-    return sorted({name for path in student.stage_notebooks(stage)
-                   for name in export.modules_of(path)})
+def test_stages_are_the_two_digit_prefix(tmp_path):
+    for name in ("00_intro", "05a_frames", "05b_deflate", "10_more", "xx_notes", "5_bad"):
+        (tmp_path / f"{name}.ipynb").write_text("{}")
+    assert {stage: [path.name for path in paths]
+            for stage, paths in student.all_stages(tmp_path).items()} == {
+        "00": ["00_intro.ipynb"], "05": ["05a_frames.ipynb", "05b_deflate.ipynb"],
+        "10": ["10_more.ipynb"]}
+    assert [p.name for p in student.stage_notebooks("05", tmp_path)] == [
+        "05a_frames.ipynb", "05b_deflate.ipynb"]
 
 
-@pytest.fixture(scope="module", params=graded_stages())
-def workspace(request, tmp_path_factory) -> tuple[str, Path]:
-    """(stage, its student workspace), written once per stage by the tool's main(), in this
-    process (the command line itself runs as a subprocess on the mini-course)."""
-    stage = request.param
-    out = tmp_path_factory.mktemp(f"student{stage}") / "workspace"
-    code, printed = student_main(student, "--stage", stage, "--out", str(out))
-    assert code == 0, printed
-    assert f"wrote the student edition of stage {stage} to {out}" in printed
-    return stage, out
+POINTS_GRADER = MINI_GRADER.replace("def test_exercise_2_bump", "@pytest.mark.points(2)\ndef test_exercise_2_bump").replace(
+    "from lowserver.mini", "import pytest\n\nfrom lowserver.mini")
 
 
-@pytest.fixture(scope="module")
-def solved_grading(tmp_path_factory) -> tuple[int, dict[str, dict[str, str | None]]]:
-    """Every stage's grading tests on the solved course, in one pytest run."""
-    graders = [f"tests/test_{stage}_exercises.py" for stage in graded_stages()]
-    return run_pytest(ROOT, tmp_path_factory.mktemp("solved") / "solved.xml", *graders)
-
-
-def test_course_student_copy_holds_no_solution_text(workspace):
-    stage, out = workspace
-    targets = [(path, out / "notebooks" / path.name) for path in student.stage_notebooks(stage)]
-    targets += [(export.module_path(name), export.module_path(name, out / "lowserver"))
-                for name in stage_modules(stage)]
-    regions = [region for path in student.stage_notebooks(stage)
-               for region in student.notebook_regions(path)]
-    assert regions
-    # the lines a solution may share with the rest of the stage's code (the modules carry no
-    # markers: the exporter drops them, so the notebooks tell what lies outside the regions)
-    shared_in_stage = set().union(*(lines_outside_regions(notebook_text(path))
-                                    for path in student.stage_notebooks(stage)))
-    for solved_path, student_path in targets:
-        solved = (notebook_text(solved_path) if solved_path.suffix == ".ipynb"
-                  else solved_path.read_text(encoding="utf-8"))
-        given = (notebook_text(student_path) if student_path.suffix == ".ipynb"
-                 else student_path.read_text(encoding="utf-8"))
-        assert "BEGIN SOLUTION" not in given and "END SOLUTION" not in given, student_path
-        shared = (lines_outside_regions(solved) if solved_path.suffix == ".ipynb"
-                  else shared_in_stage)       # lines a solution may share with the rest
-        present = code_lines(given)
-        for region in regions:
-            assert region.text not in given, (student_path, region.where)
-            distinctive = code_lines(region.text) - shared
-            if region.text not in solved:
-                continue                    # a region of another module or notebook of the stage
-            assert distinctive, f"{region.where}: no line of the solution is its own"
-            leaked = distinctive & present
-            assert not leaked, f"{student_path} still holds {sorted(leaked)} of {region.where}"
-
-
-def test_course_stage_outputs_cleared_and_other_stages_untouched(workspace):
-    stage, out = workspace
-    for path in student.stage_notebooks(stage):
-        nb = nbformat.read(out / "notebooks" / path.name, as_version=4)
-        assert all(not cell.get("outputs") for cell in nb.cells if cell.cell_type == "code")
-    own = {export.module_path(name, out / "lowserver") for name in stage_modules(stage)}
-    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        if path.name[:2] != stage:
-            assert (out / "notebooks" / path.name).read_bytes() == path.read_bytes(), path.name
-    for path in sorted((ROOT / "lowserver").glob("*.py")):
-        copy = out / "lowserver" / path.name
-        if copy not in own:
-            assert copy.read_bytes() == path.read_bytes(), path.name
-    for name in ("tests", "tools"):
-        for path in sorted((ROOT / name).glob("*.py")):
-            assert (out / name / path.name).read_bytes() == path.read_bytes(), path
-
-
-def test_course_student_copy_imports_and_is_consistent(workspace):
-    stage, out = workspace
-    names = stage_modules(stage)
-    located = imported_from(["lowserver"] + [f"lowserver.{name}" for name in names], out)
-    assert located.pop("lowserver") == (out / "lowserver" / "__init__.py").resolve()
-    assert located == {f"lowserver.{name}": export.module_path(name, out / "lowserver").resolve()
-                       for name in names}
-    code, printed = exporter(out, "--check")
-    assert code == 0, printed
-
-
-def test_course_grading_fails_for_the_student_and_passes_when_solved(workspace, solved_grading,
-                                                                     tmp_path):
-    stage, out = workspace
-    grader = f"tests/test_{stage}_exercises.py"
-    code, outcomes = run_pytest(out, tmp_path / "student.xml", grader)
-    exercises = {name: failure for name, failure in outcomes[grader].items()
-                 if name.startswith("test_exercise_")}
-    assert code == 1 and exercises, outcomes
-    for name, failure in exercises.items():
-        assert failure is not None, f"{name} passes on the student stub"
-        assert "NotImplementedError" in failure, f"{name} fails for another reason:\n{failure}"
-    code, outcomes = solved_grading
-    solved = outcomes[grader]
-    assert set(solved) >= set(exercises)
-    assert all(failure is None for failure in solved.values()), solved
-    assert code == 0, {file: failed for file, tests in outcomes.items()
-                       if (failed := [name for name, failure in tests.items() if failure])}
+def test_mini_grade_counts_points_and_refuses_what_is_no_edition(tmp_path, capsys):
+    course = make_mini_course(tmp_path / "course")
+    (course / "tests" / "test_01_exercises.py").write_text(POINTS_GRADER)
+    tool = _load("student", course / "tools", alias="points")
+    out = tmp_path / "edition"
+    assert tool.main(["make", "--stage", "01", "--out", str(out)]) == 0
+    capsys.readouterr()
+    # solve exercise 2 (worth 2 points) in the module: the grade follows
+    module = out / "lowserver" / "mini.py"
+    module.write_text(module.read_text().replace(
+        "        raise NotImplementedError('exercise 01.2: Counter.bump — write it in "
+        "notebooks/01_mini.ipynb')", "        self.count += by\n        return self.count"))
+    assert tool.main(["grade", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report == {
+        "stages": ["01"],
+        "exercises": [
+            {"stage": "01", "number": 1, "test": "tests/test_01_exercises.py::test_exercise_1_add",
+             "title": "add", "passed": False, "points": 0, "max_points": 1,
+             "failure": "NotImplementedError: exercise 01.1: add — write it in "
+                        "notebooks/01_mini.ipynb"},
+            {"stage": "01", "number": 2,
+             "test": "tests/test_01_exercises.py::test_exercise_2_bump", "title": "Counter.bump",
+             "passed": True, "points": 2, "max_points": 2, "failure": None}],
+        "total": {"points": 2, "max_points": 3}}
+    assert tool.main(["grade", str(out)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["stage", "exercise", "title", "result", "points"]
+    assert table[2].split() == ["01", "01.1", "add", "failed", "0/1"]
+    assert table[3].split() == ["01", "01.2", "Counter.bump", "passed", "2/2"]
+    assert table[5].split() == ["total", "2/3"]
+    # usage errors: no such directory, a directory that is not an edition
+    for directory in (tmp_path / "missing", course):
+        assert tool.main(["grade", str(directory)]) == 2
+        error = capsys.readouterr().err
+        assert "no such directory" in error or "not a student edition" in error

@@ -16,16 +16,35 @@ directory (the chosen stages without their solutions and without their outputs).
 """
 from __future__ import annotations
 
-import argparse
-import html
-import importlib.util
-import re
+import os
 import sys
-import tempfile
-from html.parser import HTMLParser
-from pathlib import Path
 
-import nbformat
+if __name__ == "html":
+    # Imported as the standard library's `html` (something put tools/ first on sys.path, as
+    # tools/execute.py does): put the standard library's in its place, so that whoever asked
+    # gets `html.escape` and `html.parser`, and this module's code below imports it too.
+    import importlib.machinery
+    import importlib.util
+    _here = os.path.dirname(os.path.abspath(__file__))
+    _spec = importlib.machinery.PathFinder.find_spec(
+        "html", [p for p in sys.path if os.path.abspath(p or os.curdir) != _here])
+    sys.modules["html"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(sys.modules["html"])
+
+# Run as `python tools/html.py`, this file's directory comes first on the path, where this
+# file would hide the standard library's `html` (which nbconvert imports too).
+if sys.path and os.path.abspath(sys.path[0] or os.curdir) == os.path.dirname(os.path.abspath(__file__)):
+    del sys.path[0]
+
+import argparse  # noqa: E402
+import html  # noqa: E402
+import importlib.util
+import re  # noqa: E402
+import tempfile  # noqa: E402
+from html.parser import HTMLParser  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import nbformat  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
