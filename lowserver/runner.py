@@ -211,8 +211,10 @@ class SockSite(BaseSite):
 
     @property
     def name(self) -> str:
-        host, port = self._sock.getsockname()[:2]
         scheme = "https" if self._ssl_context else "http"
+        if getattr(socket, "AF_UNIX", None) == self._sock.family:   # as aiohttp's names it
+            return f"{scheme}://unix:{self._sock.getsockname()}:"
+        host, port = self._sock.getsockname()[:2]
         return str(URL.build(scheme=scheme, host=host, port=port))
 
     async def start(self) -> None:

@@ -289,3 +289,23 @@ async def test_trailers_are_read_only_fields_once_the_body_has_arrived() -> None
     assert seen[0] == "the trailer fields come after the body: read the body first"
     assert seen[1] == (b"hello", [("Checksum", "42"), ("X-Note", "done")])
     assert seen[2:] == [(b"", [])]       # the GET: no body, so no wait and no trailers
+
+
+async def test_a_sock_site_on_a_unix_socket_is_named_as_aiohttp_names_it(tmp_path) -> None:
+    import socket
+    import aiohttp.web
+    path = str(tmp_path / "s.sock")
+    names = []
+    for module in (web, aiohttp.web):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+            runner = module.ServerRunner(module.Server(ok))
+            await runner.setup()
+            names.append(module.SockSite(runner, sock).name)
+            await runner.cleanup()
+        finally:
+            sock.close()
+            import os
+            os.unlink(path)
+    assert names == [f"http://unix:{path}:"] * 2
