@@ -457,6 +457,7 @@ _ID = _re.compile(r"exercise (\d\d\.\d+): ")
 # STUDENT_EDITION_TRACE, set by the pytest plugin, makes the edition's .venv install it).
 _ORIGINAL = getattr(_builtins.NotImplementedError, "_original", _builtins.NotImplementedError)
 CALLED = []
+_ON_CALL = []          # what to do when a stub raises (the pytest plugin arms its watchdog)
 
 
 class _NoteTheExercise(_ORIGINAL):
@@ -467,6 +468,8 @@ class _NoteTheExercise(_ORIGINAL):
         found = _ID.match(args[0]) if args and isinstance(args[0], str) else None
         if found and found.group(1) in EXERCISES:
             CALLED.append((found.group(1), _time.monotonic()))
+            if _ON_CALL:
+                _ON_CALL[0]()
             trace = _os.environ.get("STUDENT_EDITION_TRACE")
             if trace:
                 with open(trace, "a", encoding="utf-8") as handle:
@@ -711,8 +714,67 @@ def pytest_unconfigure(config):
     shutil.rmtree(_TRACES.pop("dir", ""), ignore_errors=True)
 
 
+TEST_GRACE = 3.0       # seconds a test may go on after a stripped exercise raised in it
+
+
+def _cancel_all(loop):
+    import asyncio
+    for task in asyncio.all_tasks(loop):
+        task.cancel()
+
+
+def _alarm(signum, frame):
+    """Every second once a stub raised in a test's call: past TEST_GRACE, cancel what the test
+    awaits (a server whose parser is a stub never answers); the test fails, and is skipped."""
+    if _IN_CALL and CALLED and _time.monotonic() - CALLED[0][1] > TEST_GRACE:
+        import asyncio
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return                                   # not awaiting: nothing to cancel
+        loop.call_soon_threadsafe(_cancel_all, loop)
+
+
+def _arm():
+    import signal
+    import threading
+    if _ARMED or not _IN_CALL or not hasattr(signal, "setitimer"):
+        return
+    _ARMED.append(True)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGALRM, _alarm)
+        signal.setitimer(signal.ITIMER_REAL, TEST_GRACE + 0.5, 1.0)   # again every second
+    else:
+        _ARMED.append("from a thread")                            # cannot install: leave it
+
+
+_ARMED = []
+_IN_CALL = []
+
+
+def _disarm():
+    if _ARMED:
+        import signal
+        if _ARMED == [True]:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        del _ARMED[:]
+
+
+@_pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """The watchdog watches the test's call only (never pytest's own work around it)."""
+    _IN_CALL.append(True)
+    try:
+        yield
+    finally:
+        del _IN_CALL[:]
+        _disarm()
+
+
 def pytest_runtest_logstart(nodeid, location):
     del CALLED[:]
+    _ON_CALL[:] = [_arm]
     trace = _os.path.join(_TRACES["dir"], f"trace-{_os.getpid()}.txt")
     open(trace, "w").close()
     _os.environ["STUDENT_EDITION_TRACE"] = trace
@@ -739,8 +801,25 @@ def _text(report):
     return "\n".join(parts)
 
 
-@_pytest.hookimpl(hookwrapper=True)
+@_pytest.hookimpl(tryfirst=True)
 def pytest_runtest_makereport(item, call):
+    """A test (not a grading test) that failed on a stripped exercise, or after one raised in
+    it, is reported skipped at once: pytest does not even format its traceback."""
+    if call.excinfo is None or _graded(item) or _REPORT is not None \
+            or call.excinfo.errisinstance(_pytest.skip.Exception):
+        return None
+    called = _called()
+    exercise = stripped_in(call.excinfo.value) or (called[0] if called else None)
+    if exercise is None:
+        return None
+    return _pytest.TestReport(
+        item.nodeid, item.location, {name: 1 for name in item.keywords}, "skipped",
+        (str(item.path), (item.location[1] or 0) + 1, f"Skipped: {needs(exercise)}"),
+        call.when, [], call.duration, call.start, call.stop)
+
+
+@_pytest.hookimpl(hookwrapper=True, specname="pytest_runtest_makereport")
+def _makereport_wrapper(item, call):
     outcome = yield
     report = outcome.get_result()
     if _REPORT is not None:
