@@ -31,6 +31,8 @@ else:
 def pytest_configure(config):
     if getattr(config.option, "nbval_sanitize_with", None) is None:
         config.option.nbval_sanitize_with = str(SANITIZE)
+    # `python tools/student.py grade` counts one point per exercise, or what its test says
+    config.addinivalue_line("markers", "points(n): the points an exercise's grading test is worth")
 
 
 @pytest.fixture

@@ -819,7 +819,7 @@ def pytest_runtest_makereport(item, call):
 
 
 @_pytest.hookimpl(hookwrapper=True, specname="pytest_runtest_makereport")
-def _makereport_wrapper(item, call):
+def pytest_runtest_makereport_student_edition(item, call):
     outcome = yield
     report = outcome.get_result()
     if _REPORT is not None:
