@@ -82,7 +82,7 @@ def missing_exceptions(stage: str) -> list[str]:
 # Known gaps, reported in issue 12 (point 3) for the notebooks' owners: stages whose Exercises
 # items do not all say what their function raises on bad input (or that it raises nothing),
 # and whose Exercises section is not the notebook's last. Not strict: a fixed notebook passes.
-GAPS_EXCEPTION = {"01", "03", "05"}
+GAPS_EXCEPTION: set[str] = set()
 GAPS_AT_END: set[str] = set()
 
 
