@@ -15,12 +15,13 @@ MASK = b"\x37\xfa\x21\x3d"   # the masking key of the clients' frames (RFC 6455 
 
 
 @contextlib.asynccontextmanager
-async def serve(handler: Any, host: str = "127.0.0.1",
+async def serve(handler: Any, host: str = "127.0.0.1", *, ssl: Any = None,
                 **kwargs: Any) -> AsyncIterator[tuple[web.Server, int]]:
-    """Serve `handler` on a free port of `host`; yield (Server, port); close everything after."""
+    """Serve `handler` on a free port of `host` (over TLS with an `ssl` context); yield
+    (Server, port); close everything after."""
     server = web.Server(handler, **kwargs)
     loop = asyncio.get_running_loop()
-    listener = await loop.create_server(server, host, 0)
+    listener = await loop.create_server(server, host, 0, ssl=ssl)
     port = listener.sockets[0].getsockname()[1]
     try:
         yield server, port

@@ -21,12 +21,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import trustme
 
 from lowserver.cli import prog_name
 from lowserver.loading import TargetError, kind_of, load, make_server, split_spec
 from lowserver.server import Server
-from test_08_support import LONG, app_dir, get, lowserver, serving, started  # noqa: F401
+from test_08_support import LONG, app_dir, get, tls_files, lowserver, serving, started  # noqa: F401
 
 
 # --- naming what to serve, in-process ------------------------------------------------------
@@ -188,12 +187,7 @@ def test_uvloop_serves(app_dir):
 # --- TLS, unix sockets, options -------------------------------------------------------------
 
 def test_tls_from_the_command_line(app_dir):
-    authority = trustme.CA()
-    cert = authority.issue_cert("127.0.0.1")
-    cert.private_key_pem.write_to_path(str(app_dir / "key.pem"))
-    cert.cert_chain_pems[0].write_to_path(str(app_dir / "cert.pem"))
-    client = ssl.create_default_context()
-    authority.configure_trust(client)
+    client = tls_files(app_dir)
     with serving(app_dir, "app:handler", "--port", "0", "--certfile", "cert.pem",
                  "--keyfile", "key.pem") as (process, url):
         assert url.startswith("https://127.0.0.1:")

@@ -17,9 +17,8 @@ import time
 
 import aiohttp
 import pytest
-import trustme
 
-from test_08_support import LONG, app_dir, get, pids_until, started  # noqa: F401 (fixture)
+from test_08_support import LONG, app_dir, get, tls_files, pids_until, started  # noqa: F401 (fixture)
 
 pytest.importorskip("gunicorn")
 # --no-control-socket everywhere: gunicorn 27's control socket (~/.gunicorn/gunicorn.ctl) would
@@ -137,12 +136,7 @@ def test_graceful_timeout_bounds_the_shutdown(app_dir):
 
 
 def test_gunicorn_tls_and_its_access_log(app_dir):
-    authority = trustme.CA()
-    cert = authority.issue_cert("127.0.0.1")
-    cert.private_key_pem.write_to_path(str(app_dir / "key.pem"))
-    cert.cert_chain_pems[0].write_to_path(str(app_dir / "cert.pem"))
-    client = ssl.create_default_context()
-    authority.configure_trust(client)
+    client = tls_files(app_dir)
     with gunicorn(app_dir, "-w", "1", "--certfile", "cert.pem", "--keyfile", "key.pem",
                   "--access-logfile", "-") as process:
         url = process.wait_for(r"Listening at: (https://127\.0\.0\.1:\d+)",

@@ -66,6 +66,19 @@ APP = textwrap.dedent('''\
 ''')
 
 
+def tls_files(directory: Path) -> ssl.SSLContext:
+    """A throwaway CA's certificate for 127.0.0.1 as cert.pem and key.pem in `directory`;
+    the client context that trusts it."""
+    import trustme
+    authority = trustme.CA()
+    cert = authority.issue_cert("127.0.0.1")
+    cert.private_key_pem.write_to_path(str(directory / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(directory / "cert.pem"))
+    client = ssl.create_default_context()
+    authority.configure_trust(client)
+    return client
+
+
 @pytest.fixture
 def app_dir(tmp_path: Path) -> Path:
     """A directory holding app.py (the application above)."""

@@ -23,7 +23,7 @@ import pytest
 import trustme
 
 from lowserver import web
-from loopback import LONG, assert_every_connection_watched, read_all, read_head, serve
+from loopback import LONG, read_all, read_head, serve
 
 MTIME_NS = 1_700_000_000_123_456_789
 MIB = 1024 * 1024
@@ -76,22 +76,6 @@ def tls():
     return server, client
 
 
-@contextlib.asynccontextmanager
-async def serve_tls(handler, context: ssl.SSLContext):
-    """tests/loopback.py's serve(), over TLS."""
-    server = web.Server(handler)
-    loop = asyncio.get_running_loop()
-    listener = await loop.create_server(server, "127.0.0.1", 0, ssl=context)
-    try:
-        yield server, listener.sockets[0].getsockname()[1]
-        await assert_every_connection_watched(server)
-    finally:
-        listener.close()
-        server.pre_shutdown()
-        await asyncio.wait_for(server.shutdown(1.0), LONG)
-        await asyncio.wait_for(listener.wait_closed(), LONG)
-
-
 async def read_response(reader: asyncio.StreamReader, method: str = "GET") -> tuple[bytes, bytes]:
     """One response with a Content-Length (or none, for HEAD and 304): (head, body)."""
     head = await read_head(reader)
@@ -124,7 +108,7 @@ async def test_64_mib_over_tls_by_the_fallback_arrive_intact(tmp_path, tls, send
     data = pattern(64 * MIB)
     touch(tmp_path / "big.bin", data)
     server_context, client_context = tls
-    async with serve_tls(files_handler(tmp_path), server_context) as (_, port):
+    async with serve(files_handler(tmp_path), ssl=server_context) as (_, port):
         async with aiohttp.ClientSession() as session:
             async with session.get(f"https://127.0.0.1:{port}/big.bin",
                                    ssl=client_context) as resp:
@@ -186,7 +170,7 @@ async def test_a_tls_connection_serves_one_response_after_another(tmp_path, tls)
     touch(tmp_path / "f.bin", data)
     server_context, client_context = tls
     handler = files_handler(tmp_path, chunk_size=100_000)
-    async with serve_tls(handler, server_context) as (server, port):
+    async with serve(handler, ssl=server_context) as (server, port):
         async with aiohttp.ClientSession() as session:
             for fields, status, body in [({}, 200, data), ({"Range": "bytes=10-19"}, 206,
                                                              data[10:20]), ({}, 200, data)]:
@@ -250,7 +234,7 @@ async def test_a_file_truncated_during_sendfile_closes_the_connection(tmp_path, 
 async def test_a_file_truncated_during_the_tls_fallback_closes_the_connection(tmp_path, tls):
     path = touch(tmp_path / "big.bin", pattern(32 * MIB))
     server_context, client_context = tls
-    async with serve_tls(files_handler(tmp_path), server_context) as (server, port):
+    async with serve(files_handler(tmp_path), ssl=server_context) as (server, port):
         announced, received = await _shrink_while_sent(port, path, client_context)
         assert announced == 32 * MIB and received < announced
 
@@ -285,7 +269,7 @@ async def test_a_client_gone_mid_download_is_no_server_error(tmp_path, tls, capl
                         lambda self: closed.append(self.status) or force_close(self))
     server_context, client_context = tls
     caplog.set_level(logging.DEBUG, logger="lowserver")
-    context = serve_tls(files_handler(tmp_path), server_context) if use_tls else \
+    context = serve(files_handler(tmp_path), ssl=server_context) if use_tls else \
         serve(files_handler(tmp_path))
     async with context as (server, port):
         reader, writer = await _small_window_connection(port, client_context if use_tls else None)
