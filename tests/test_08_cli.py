@@ -12,7 +12,6 @@ import contextlib
 import os
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import threading

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import ssl
 import sys
 import threading
 import time
