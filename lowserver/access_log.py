@@ -50,17 +50,24 @@ class AccessLogger(AbstractAccessLogger):
 
     __slots__ = ("_parts", "_pattern")
 
+    # One compiled format for every connection that logs with it (aiohttp's _FORMAT_CACHE):
+    # compiling per connection cost about 1.5 KiB of closures per idle keep-alive connection.
+    _compiled: dict[str, tuple[tuple[Callable[[Any, Any, float], str], ...], str]] = {}
+
     def __init__(self, logger: logging.Logger, log_format: str = LOG_FORMAT) -> None:
         super().__init__(logger, log_format)
-        self._parts: list[Callable[[Any, Any, float], str]] = []
-        pattern, last = [], 0
-        for match in _DIRECTIVE.finditer(log_format):
-            pattern.append(log_format[last:match.start()].replace("%", "%%"))
-            pattern.append("%s")
-            self._parts.append(self._compile(match))
-            last = match.end()
-        pattern.append(log_format[last:].replace("%", "%%"))
-        self._pattern = "".join(pattern)  # the literal text, with a %s per directive
+        compiled = self._compiled.get(log_format)
+        if compiled is None:
+            parts, pattern, last = [], [], 0
+            for match in _DIRECTIVE.finditer(log_format):
+                pattern.append(log_format[last:match.start()].replace("%", "%%"))
+                pattern.append("%s")
+                parts.append(self._compile(match))
+                last = match.end()
+            pattern.append(log_format[last:].replace("%", "%%"))
+            # the literal text, with a %s per directive
+            compiled = self._compiled[log_format] = (tuple(parts), "".join(pattern))
+        self._parts, self._pattern = compiled
 
     @staticmethod
     def _compile(match: re.Match) -> Callable[[Any, Any, float], str]:
