@@ -52,11 +52,13 @@ class AccessLogger(AbstractAccessLogger):
 
     # One compiled format for every connection that logs with it (aiohttp's _FORMAT_CACHE):
     # compiling per connection cost about 1.5 KiB of closures per idle keep-alive connection.
-    _compiled: dict[str, tuple[tuple[Callable[[Any, Any, float], str], ...], str]] = {}
+    _compiled: dict[tuple[type, str],
+                    tuple[tuple[Callable[[Any, Any, float], str], ...], str]] = {}
 
     def __init__(self, logger: logging.Logger, log_format: str = LOG_FORMAT) -> None:
         super().__init__(logger, log_format)
-        compiled = self._compiled.get(log_format)
+        key = (type(self), log_format)      # a subclass may compile directives its own way
+        compiled = self._compiled.get(key)
         if compiled is None:
             parts, pattern, last = [], [], 0
             for match in _DIRECTIVE.finditer(log_format):
@@ -66,7 +68,7 @@ class AccessLogger(AbstractAccessLogger):
                 last = match.end()
             pattern.append(log_format[last:].replace("%", "%%"))
             # the literal text, with a %s per directive
-            compiled = self._compiled[log_format] = (tuple(parts), "".join(pattern))
+            compiled = self._compiled[key] = (tuple(parts), "".join(pattern))
         self._parts, self._pattern = compiled
 
     @staticmethod

@@ -65,7 +65,7 @@ class reify:
 
 
 PyReify = reify
-if not os.environ.get("LOWSERVER_NO_SPEEDUPS"):
+if os.environ.get("LOWSERVER_NO_SPEEDUPS", "") in ("", "0"):   # stage 05's masking: same rule
     try:   # the same descriptor in C (aiohttp's reify); yarl's dependency, so installed
         from propcache.api import under_cached_property as reify  # type: ignore # noqa: F811
     except ImportError:   # pragma: no cover - yarl requires propcache
