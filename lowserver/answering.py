@@ -20,6 +20,7 @@ from lowserver.exceptions import (
     response_for_exception,
     response_for_result,
 )
+from lowserver.http_grammar import EXPECT
 from lowserver.http_parser import BadHttpMessage, HttpProcessingError, HttpVersion11, RawRequestMessage
 from lowserver.request import BaseRequest
 from lowserver.response import Response
@@ -88,8 +89,8 @@ class _AnsweringOne:
             if parse_error is not None:
                 response = response_for_exception(parse_error, request=request,
                                                   debug=self.debug, logger=self.logger)
-            elif (message.version == HttpVersion11 and not message.expect_continue
-                    and "Expect" in message.headers):
+            elif (EXPECT in message.headers and not message.expect_continue
+                    and message.version == HttpVersion11):
                 response = self._unmet_expectation(request, message)
             else:
                 try:
@@ -104,25 +105,25 @@ class _AnsweringOne:
                     if response.__class__ not in _PLAIN_RESPONSES:  # the common case, quickly
                         response = response_for_result(self._request_handler, response,
                                                        request=request, logger=self.logger)
-                if message.expect_continue and not payload.total_bytes \
-                        and not payload.is_eof() and not response.prepared:
-                    # RFC 9110 §10.1.1: no 100 Continue was asked for, no body will come
-                    response.force_close()
-            try:
-                await response.prepare(request)
+                if message.expect_continue:
+                    self._no_body_coming(payload, response)
+            try:   # a whole Response to our own writer: both steps at once (stage 02)
+                sent = (response.__class__ is Response and request._payload_writer is writer
+                        and response._send_at_once(request))
+                if not sent:
+                    await response.prepare(request)
             except ConnectionError:    # the client is gone: no error response, no error log
                 raise
             except Exception as exc:   # e.g. a CR or LF in a header field: nothing went out
-                response = await self._prepared_error_response(request, exc)
-            await response.write_eof()
-            # stage 02's connection_persists() decided it as the body ended (a request
-            # that failed to parse was built to say `Connection: close`: see _ERROR_MESSAGE)
-            keep = response.keep_alive
+                response, sent = await self._prepared_error_response(request, exc), False
+            if not sent:
+                await response.write_eof()
+            elif self._paused and self.transport is not None:
+                await self._drain_helper()   # as write_eof() would: the transport is full
+            # decided as the body ended (stage 02); a parse error's says close (_ERROR_MESSAGE)
+            keep = response._keep_alive   # (StreamResponse.keep_alive, without the call)
         except asyncio.CancelledError:   # the client went away (handler_cancellation)
-            if self.debug:      # aiohttp's words and level (web_protocol.py, 732-735)
-                self.logger.debug("Ignored premature client disconnection")
-            self._request = None
-            self.force_close()
+            self._handler_cancelled()
             raise
         except ConnectionError:   # the client went away, or the response was cut short
             keep = False
@@ -134,10 +135,10 @@ class _AnsweringOne:
             request._finish()
         if logging_on and response is not None:
             self.access_logger.log(request, response, loop.time() - start)  # type: ignore
-        if keep and not payload.at_eof():
-            keep = await self._drain(payload, message.content_length)
-        if payload is not EMPTY_PAYLOAD:   # as aiohttp: a later read of the body raises
-            payload.set_exception(_PAYLOAD_ACCESS_ERROR)
+        if payload is not EMPTY_PAYLOAD:
+            if keep and not payload.at_eof():
+                keep = await self._drain(payload, message.content_length)
+            payload.set_exception(_PAYLOAD_ACCESS_ERROR)  # as aiohttp: a later read raises
         return keep
 
 
@@ -158,6 +159,18 @@ class _ErrorResponses:
         return self._response_for_exception(request, HTTPExpectationFailed(
             text=f"cannot meet the expectation {message.headers['Expect']!r}: "
                  "only 100-continue is known (RFC 9110 §10.1.1)"))
+
+    def _no_body_coming(self, payload: Any, response: StreamResponse) -> None:
+        # RFC 9110 §10.1.1: the handler never read the body, so no 100 Continue was sent
+        # and no body will come: the connection cannot carry another request
+        if not payload.total_bytes and not payload.is_eof() and not response.prepared:
+            response.force_close()
+
+    def _handler_cancelled(self) -> None:
+        if self.debug:      # aiohttp's words and level (web_protocol.py, 732-735)
+            self.logger.debug("Ignored premature client disconnection")
+        self._request = None
+        self.force_close()
 
     def _client_gone(self, request: BaseRequest, exc: ConnectionError) -> StreamResponse:
         if self.transport is None or self.transport.is_closing():
@@ -209,7 +222,10 @@ class _Answering:
         return message_and_payload
 
     def _start_next(self) -> None:
-        coro = self._answer(*self._next_message())
+        if self._queue_full:
+            coro = self._answer(*self._next_message())
+        else:   # (the common case without a call: nothing to resume)
+            coro = self._answer(*self._messages.popleft())
         if _EAGER:  # Python 3.12+: run the task's first step now, not one loop turn later
             task = asyncio.Task(coro, loop=self._loop, eager_start=True)
             if not task.done():   # else it ran to its end (and may have started the next)
@@ -249,7 +265,8 @@ class _Answering:
             self.force_close()
             raise
         finally:
-            self._uncork()
+            if self._coalescer is not None:
+                self._uncork()
         self._task = None
         self._after_response(keep)
 

@@ -304,6 +304,34 @@ class StreamWriter(_BodyWrites):
         if protocol._paused and protocol.transport is not None:
             await protocol._drain_helper()
 
+    def write_whole(self, status_line: str, headers: Any, body: bytes) -> None:
+        """`write_headers()` then `write_eof(body)` in one synchronous call, for a writer
+        with no callbacks to await: how the server sends a whole `Response`. The same rules
+        as `write_eof`'s, and the same single `transport.write` up to `_COALESCE_LIMIT`."""
+        if self._head is not None or self._headers_sent or self._eof or \
+                self._on_headers_sent is not None or self._on_chunk_sent is not None:
+            raise RuntimeError("write_whole(): this writer already wrote, or has callbacks")
+        head = serialize_head(status_line, headers)
+        if self._compress is not None and not self._suppressed:
+            body = self._compress.compress(body) + self._compress.flush()
+        self._accept(body)
+        self._eof = self._headers_sent = True
+        if self._suppressed:
+            body = b""
+        else:
+            length = self.length
+            if self.chunked:
+                body = frame_chunk(body) + b"0\r\n\r\n"       # RFC 9112 §7.1
+            elif length is None:
+                self.must_close = True                        # RFC 9112 §6.3 rule 8
+            elif self.body_size < length:
+                self.incomplete = self.must_close = True      # RFC 9112 §6.3 rule 6
+        if len(body) <= _COALESCE_LIMIT:
+            self._write(head + body)
+        else:
+            self._write(head)
+            self._write(body)
+
     async def drain(self) -> None:
         """Wait while the transport has paused writing (kept for aiohttp compatibility:
         `write()` already does this)."""

@@ -21,19 +21,18 @@ from typing import Any
 
 from multidict import CIMultiDict, istr
 
-from lowserver.http_grammar import TOKEN
+from lowserver.http_grammar import (  # noqa: F401  (the parser's istr names, shared)
+    CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, TOKEN, TRANSFER_ENCODING,
+)
 
 __all__ = ["ETag", "ETAG_ANY", "HeadersMixin", "ResponseHeadersMixin",
            "format_http_date", "http_date_now", "parse_http_date", "parse_content_type",
            "parse_cookie_header", "validate_etag_value", "QUOTED_ETAG_RE",
            "LIST_QUOTED_ETAG_RE"]
 
-# Header names as `istr`: a CIMultiDict looks them up without case-folding them each time.
+# Header names as `istr`: a CIMultiDict looks them up without case-folding them each time
+# (those the parser reads too are stage 01's, imported above).
 CONTENT_TYPE = istr("Content-Type")
-CONTENT_LENGTH = istr("Content-Length")
-CONTENT_ENCODING = istr("Content-Encoding")
-TRANSFER_ENCODING = istr("Transfer-Encoding")
-CONNECTION = istr("Connection")
 DATE = istr("Date")
 SERVER = istr("Server")
 SET_COOKIE = istr("Set-Cookie")

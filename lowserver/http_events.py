@@ -172,8 +172,10 @@ class RawRequestMessage(_LikeANamedTuple):
     def __init__(self, method: str, path: str, version: HttpVersion,
                  headers: CIMultiDictProxy[str], raw_headers: Any, should_close: bool,
                  compression: str | None, upgrade: bool, chunked: bool, url: URL | None = None,
-                 *, content_length: int | None = None, expect_continue: bool = False,
+                 content_length: int | None = None, expect_continue: bool = False,
                  trailers: CIMultiDictProxy[str] = _EMPTY_HEADERS) -> None:
+        # (aiohttp's ten fields first, ours after: the parser passes all of them by
+        # position, which costs a third less than by keyword, once per request)
         self.method = method
         self.path = path
         self.version = version

@@ -41,8 +41,8 @@ from lowserver.http_events import (  # noqa: F401  (re-exported: the stage's pub
     RawRequestMessage, TransferEncodingError, UnsupportedTransferCoding, target_url,
 )
 from lowserver.http_grammar import (  # noqa: F401
-    _FORBIDDEN_TRAILERS, _SUPPORTED_COMPRESSION, _TOKEN_PREFIX, TOKEN, TOKEN_RE, _show,
-    ascii_lower, body_framing, check_authority, check_host, check_target, connection_options,
+    _FORBIDDEN_TRAILERS, _SUPPORTED_COMPRESSION, _TOKEN_PREFIX, CONTENT_ENCODING, EXPECT, HOST,
+    TOKEN, TOKEN_RE, _show, ascii_lower, body_framing, check_authority, check_host, check_target, connection_options,
     parse_chunk_size, parse_field_lines, parse_request_line,
 )
 
@@ -208,22 +208,22 @@ class _HeadParsing:
         chunked, content_length = body_framing(version, headers)
         should_close, upgrade = connection_options(version, headers)
         self._check_target_and_host(method, target, version, headers)
-        compression = headers.get("Content-Encoding")
+        compression = headers.get(CONTENT_ENCODING)
         if compression is not None:
             compression = _SUPPORTED_COMPRESSION.get(ascii_lower(compression.strip(" \t")))
-        expect = headers.get("Expect")
+        expect = headers.get(EXPECT)
         expect_continue = (expect is not None and version == HttpVersion11
                            and ascii_lower(expect) == "100-continue")  # RFC 9110 §10.1.1
-        return RawRequestMessage(
-            method, target, version, headers, raw_fields, should_close, compression,
-            upgrade, chunked, content_length=content_length, expect_continue=expect_continue)
+        return RawRequestMessage(method, target, version, headers, raw_fields, should_close,
+                                 compression, upgrade, chunked, None, content_length,
+                                 expect_continue)
 
     def _check_target_and_host(self, method: str, target: str, version: HttpVersion,
                                headers: CIMultiDictProxy[str]) -> None:
         """RFC 9112 §3.2: the form of the request-target, and the Host field."""
         if target[0] != "/" or method == "CONNECT":
             check_target(method, target)
-        hosts = headers.getall("Host", None)
+        hosts = headers.getall(HOST, None)
         if hosts is None:
             if version == HttpVersion11:
                 raise BadHttpMessage("an HTTP/1.1 request must have a Host field (RFC 9112 §3.2)")
@@ -339,11 +339,9 @@ class _SwitchingProtocols:
     _buffer: bytearray
     feed: Any
 
-    @property
-    def paused(self) -> bool:
-        """True after a request that switches protocols, until `resume()`."""
-        return self._state == _PAUSED
-
+    # True after a request that switches protocols, until `resume()`: `_state == _PAUSED`,
+    # kept as a plain attribute because the server asks after every read
+    paused = False
 
     def take_unprocessed(self) -> bytes:
         """Hand back (and forget) the bytes received behind a protocol switch."""
@@ -356,11 +354,13 @@ class _SwitchingProtocols:
         if self._state != _PAUSED:
             return []
         self._state = _HEAD
+        self.paused = False
         data = self.take_unprocessed()
         return self.feed(data) if data else []
 
     def _pause(self, data: bytes, pos: int) -> None:
         self._state = _PAUSED
+        self.paused = True
         self._buffer += data[pos:]
 
 

@@ -235,7 +235,48 @@ class _WholeBodySending:
         self._headers[CONTENT_LENGTH] = str(len(compressed))
 
 
-class Response(_WholeBodySending, _WholeBodyLength, _WholeBody, StreamResponse):
+class _SentAtOnce:
+    """The common case in one step: a whole body of bytes, and nothing to wait for."""
+
+    _body: Any
+    _headers: CIMultiDict[str]
+    _compression: bool
+    _chunked: bool
+    _eof_sent: bool
+    _must_be_empty_body: bool | None
+    _payload_writer: Any
+    _req: Any
+
+    def _send_at_once(self, request: Any) -> bool:
+        """`prepare()` and `write_eof()` in one synchronous call, head and body in one
+        write, when neither step would await anything: no compression, a body of bytes
+        (or none), not chunked, not yet prepared, a request without a prepare hook. The
+        rules are theirs (`_complete_head`, the writer's `write_whole`); what goes is one
+        coroutine per step and the awaits between them. False, having done nothing, when a
+        step would wait: then the caller awaits the two.
+
+        The caller vouches for `request._payload_writer`: a stage-04 `StreamWriter` with no
+        callbacks (the server checks it is the one it made)."""
+        body = self._body
+        if (self._compression or self._chunked or self._payload_writer is not None
+                or self._eof_sent or not (body is None or body.__class__ is bytes)
+                or getattr(request, "_has_prepare_hook", True)):
+            return False
+        self._req = request
+        writer = self._payload_writer = request._payload_writer
+        try:
+            line = self._complete_head(request, writer)
+        except BaseException:
+            self._req = self._payload_writer = None   # nothing was sent: not prepared
+            raise
+        writer.write_whole(line, self._headers,
+                           b"" if body is None or self._must_be_empty_body else body)
+        self._body_left = 0
+        self._ended(writer)
+        return True
+
+
+class Response(_SentAtOnce, _WholeBodySending, _WholeBodyLength, _WholeBody, StreamResponse):
     """A response whose whole body is known up front (aiohttp's `Response`).
 
     `body=` takes bytes (also bytearray, memoryview, str, a binary file object or an async
@@ -259,7 +300,7 @@ class Response(_WholeBodySending, _WholeBodyLength, _WholeBody, StreamResponse):
         if content_type is not None and "charset" in content_type:
             raise ValueError("charset must not be in content_type argument")
         if text is not None:
-            if CONTENT_TYPE in real_headers:
+            if headers is not None and CONTENT_TYPE in real_headers:
                 if content_type or charset:
                     raise ValueError("passing both Content-Type header and content_type or "
                                      "charset params is forbidden")

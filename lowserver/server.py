@@ -283,9 +283,10 @@ class _Watches:
         deadline = self._deadline = self._loop.time() + timeout
         timer = self._timer
         if timer is not None:
-            if timer.when() <= deadline:
+            if self._timer_at <= deadline:   # (timer.when(), without the call)
                 return  # it fires first and re-arms itself for the deadline: no new handle
             timer.cancel()
+        self._timer_at = deadline
         self._timer = self._loop.call_at(deadline, self._on_timer)
 
     def _watch_idle(self) -> None:
@@ -333,7 +334,8 @@ class _Watches:
         verdict = timer_verdict(self._watch, now, self._deadline, self.reading_paused,
                                 self._task is not None)
         if verdict == "wait":
-            self._timer = self._loop.call_at(max(self._deadline, now + 0.5), self._on_timer)
+            self._timer_at = max(self._deadline, now + 0.5)
+            self._timer = self._loop.call_at(self._timer_at, self._on_timer)
         elif verdict == "fail body":
             self._watch = ""
             self._fail_body(HTTPRequestTimeout(text="request body not received in time"))
@@ -489,6 +491,7 @@ class RequestHandler(_ConnectionInfo, _ConnectionLife, _BytesIn, _BodyStreams, _
         self._task: asyncio.Task | None = None          # the request being answered
         self._request: BaseRequest | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0              # when the timer fires (loop time), if there is one
         self._deadline = 0.0              # when the current watch ends (loop time)
         self._watch = ""                  # what the timer watches: "idle", "head", "body"
         self._keepalive = True

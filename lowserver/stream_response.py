@@ -200,50 +200,55 @@ class _ResponseHead:
         writer = self._payload_writer
         if writer is not None:
             return writer
-        method, version = request.method, request.version
-        self._must_be_empty_body = empty = must_be_empty_body(method, self._status)
         self._req = request
         writer = self._payload_writer = request._payload_writer
-        headers = self._headers
         try:
             if self._compression:
                 await self._start_compression(request)
-            keep_alive = self._keep_alive
-            if keep_alive is None:
-                keep_alive = request.keep_alive
-            if self._cookies:
-                for cookie in self._cookies.values():
-                    headers.add(SET_COOKIE, cookie.output(header="")[1:])
-            # Every field so far came from the handler: check them all now. What complete_head
-            # adds (framing, Date, Server, Connection) it builds from numbers and constants.
-            check_header_fields(headers)
-            chunked, length_check = self._chunked, self._length_check
-            length = self._framing_length(method) if length_check and not chunked else None
-            framing, self._keep_alive = complete_head(
-                headers, method, self._status, version >= HttpVersion11, keep_alive, empty,
-                chunked, length_check, length)
-            if framing is FRAMING_LENGTH:
-                writer.length = self._body_left = length
-            elif framing is FRAMING_CHUNKED:
-                writer.enable_chunking()
-            elif framing is FRAMING_EMPTY:
-                writer.length = 0          # no body byte will follow
-                suppress_body = getattr(writer, "suppress_body", None)
-                if suppress_body is not None:
-                    suppress_body()        # stage 04's writer: a promise, and a second guard
+            line = self._complete_head(request, writer)
             if getattr(request, "_has_prepare_hook", True):
                 await request._prepare_hook(self)
-                check_header_fields(headers)   # the hook may have changed them
-            line = status_line(version, self._status, self._reason)
+                check_header_fields(self._headers)   # the hook may have changed them
         except BaseException:
             self._req = self._payload_writer = None   # nothing was sent: not prepared
             raise
-        await writer.write_headers(line, headers)
+        await writer.write_headers(line, self._headers)
         if self._send_headers_immediately:
             send_headers = getattr(writer, "send_headers", None)
             if send_headers is not None:
                 send_headers()
         return writer
+
+    def _complete_head(self, request: Any, writer: Any) -> str:
+        """What `prepare()` decides without waiting for anything: the framing (told to
+        `writer`), the fields completed and checked, keep-alive. Returns the status line."""
+        method, version, status = request.method, request.version, self._status
+        self._must_be_empty_body = empty = must_be_empty_body(method, status)
+        headers = self._headers
+        keep_alive = self._keep_alive
+        if keep_alive is None:
+            keep_alive = request.keep_alive
+        if self._cookies:
+            for cookie in self._cookies.values():
+                headers.add(SET_COOKIE, cookie.output(header="")[1:])
+        # Every field so far came from the handler: check them all now. What complete_head
+        # adds (framing, Date, Server, Connection) it builds from numbers and constants.
+        check_header_fields(headers)
+        chunked, length_check = self._chunked, self._length_check
+        length = self._framing_length(method) if length_check and not chunked else None
+        framing, self._keep_alive = complete_head(
+            headers, method, status, version >= HttpVersion11, keep_alive, empty,
+            chunked, length_check, length)
+        if framing is FRAMING_LENGTH:
+            writer.length = self._body_left = length
+        elif framing is FRAMING_CHUNKED:
+            writer.enable_chunking()
+        elif framing is FRAMING_EMPTY:
+            writer.length = 0          # no body byte will follow
+            suppress_body = getattr(writer, "suppress_body", None)
+            if suppress_body is not None:
+                suppress_body()        # stage 04's writer: a promise, and a second guard
+        return status_line(version, status, self._reason)
 
     def _framing_length(self, method: str) -> int | None:
         """The body length the head will declare, or None when it is not known yet."""

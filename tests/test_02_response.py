@@ -946,3 +946,72 @@ async def test_same_bytes_as_aiohttp(case):
     ours = await _lowserver_bytes(make, method, HttpVersion(*version), headers, pieces)
     assert _masked(ours[0]) == _masked(theirs[0])
     assert ours[1] == theirs[1]
+
+
+# --- Response._send_at_once: prepare() and write_eof() in one synchronous call ----------------
+
+AT_ONCE_CASES = [
+    ("GET", HttpVersion11, dict(text="Hello")),
+    ("HEAD", HttpVersion11, dict(text="Hello")),
+    ("GET", HttpVersion10, dict(body=b"old client")),
+    ("GET", HttpVersion11, dict(status=204)),
+    ("GET", HttpVersion11, dict(status=304, headers={"ETag": '"v1"'})),
+    ("GET", HttpVersion11, dict(body=None, headers={"Connection": "close"})),
+    ("POST", HttpVersion11, dict(status=201, reason="Made", headers={"Location": "/n/1"},
+                                 body=b"{}", content_type="application/json")),
+]
+
+
+@pytest.mark.parametrize("method,version,kwargs", AT_ONCE_CASES)
+async def test_send_at_once_sends_what_prepare_and_write_eof_send(method, version, kwargs):
+    sent = []
+    for at_once in (False, True):
+        request = make_mocked_request(method, "/", version=version)
+        response = Response(**kwargs)
+        if at_once:
+            assert response._send_at_once(request) is True
+            data = wire(request)
+        else:
+            data = await send(response, request)
+        sent.append((data, response.keep_alive, response.prepared, response.body_length,
+                     len(request.transport.writes)))
+    assert sent[0] == sent[1]
+    assert sent[1][4] == 1   # head and body in one write
+
+
+async def test_send_at_once_leaves_to_prepare_what_has_to_wait():
+    def cases():
+        compressed = Response(text="x" * 100)
+        compressed.enable_compression()
+        yield "compression", compressed, make_mocked_request("GET", "/")
+        chunked = Response(body=b"abc")
+        chunked.enable_chunked_encoding()
+        yield "chunked", chunked, make_mocked_request("GET", "/")
+        yield "a file", Response(body=io.BytesIO(b"abc")), make_mocked_request("GET", "/")
+        yield "a bytearray", Response(body=bytearray(b"abc")), make_mocked_request("GET", "/")
+
+        class Hooked(BaseRequest):
+            async def _prepare_hook(self, response):
+                response.headers["X-Hooked"] = "1"
+        template = make_mocked_request("GET", "/")
+        message = HttpRequestParser().feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")[0]
+        yield "a prepare hook", Response(text="x"), Hooked(
+            message, template.content, template.protocol, template.writer, None, None)
+    for what, response, request in cases():
+        assert response._send_at_once(request) is False, what
+        assert not response.prepared and request.transport.data == b"", what
+        await send(response, request)    # the two steps still work after the refusal
+        assert response.keep_alive is not None, what
+
+
+async def test_send_at_once_refuses_bad_fields_before_anything_goes_out():
+    request = make_mocked_request("GET", "/")
+    response = Response(text="x", headers={"X-Split": "a\r\nInjected: 1"})
+    with pytest.raises(ValueError, match="control character"):
+        response._send_at_once(request)
+    assert not response.prepared and request.transport.data == b""
+    request = make_mocked_request("GET", "/")
+    response = Response(body=b"abc", headers={"Content-Length": "5"})
+    with pytest.raises(ValueError, match="disagrees"):
+        response._send_at_once(request)
+    assert not response.prepared and request.transport.data == b""

@@ -1147,3 +1147,81 @@ def test_rooms_layering():
     assert "lowserver.streams" not in imports("body_buffer")
     assert not {name for name in imports("flow_control") if name.startswith("lowserver")}
     assert issubclass(StreamReader, BodyBuffer)
+
+
+# --- StreamWriter.write_whole: write_headers + write_eof in one call ---------------------------
+
+def _configure(writer, framing):
+    if framing == "length":
+        writer.length = 13
+    elif framing == "short":
+        writer.length = 20
+    elif framing == "chunked":
+        writer.enable_chunking()
+    elif framing == "suppressed":
+        writer.length = 0
+        writer.suppress_body()
+    elif framing == "gzip":
+        writer.enable_compression("gzip")
+    elif framing == "large":
+        writer.length = 100_000
+
+
+@pytest.mark.parametrize("framing", ["length", "short", "chunked", "close-delimited",
+                                     "suppressed", "gzip", "large"])
+async def test_write_whole_sends_what_the_two_steps_send(framing):
+    body = {"large": b"x" * 100_000, "suppressed": b""}.get(framing, b"Hello, world!")
+    head = CIMultiDict([("Content-Type", "text/plain")])
+    sent = []
+    for at_once in (False, True):
+        writer, protocol, transport = new_writer(high_water=1 << 30)
+        _configure(writer, framing)
+        if at_once:
+            writer.write_whole("HTTP/1.1 200 OK", head, body)
+        else:
+            await writer.write_headers("HTTP/1.1 200 OK", head)
+            await writer.write_eof(body)
+        sent.append((transport.writes, writer.must_close, writer.incomplete,
+                     writer.body_size, writer.output_size, writer.eof, writer.headers_sent))
+    if framing != "gzip":   # (two compressors' outputs are equal too, but say so plainly)
+        assert sent[0] == sent[1]
+    else:
+        assert b"".join(sent[0][0]) == b"".join(sent[1][0]) and sent[0][1:] == sent[1][1:]
+    writes, must_close, incomplete = sent[1][:3]
+    assert len(writes) == (2 if framing == "large" else 1)   # above 64 KiB: head, then body
+    assert must_close == (framing in ("short", "close-delimited", "gzip"))  # gzip: no length
+    assert incomplete == (framing == "short")
+    if framing == "suppressed":
+        assert writes[0].endswith(b"\r\n\r\n")
+    if framing == "chunked":
+        assert writes[0].endswith(b"\r\n\r\nd\r\nHello, world!\r\n0\r\n\r\n")
+
+
+async def test_write_whole_refuses_a_writer_that_wrote_or_has_callbacks():
+    writer, protocol, transport = new_writer()
+    await writer.write_headers("HTTP/1.1 200 OK", {})
+    with pytest.raises(RuntimeError, match="already wrote, or has callbacks"):
+        writer.write_whole("HTTP/1.1 200 OK", {}, b"")
+
+    async def on_headers(headers):
+        pass
+    protocol, transport = connect()
+    writer = StreamWriter(protocol, None, on_headers_sent=on_headers)
+    with pytest.raises(RuntimeError, match="already wrote, or has callbacks"):
+        writer.write_whole("HTTP/1.1 200 OK", {}, b"")
+    assert transport.writes == []
+
+
+async def test_write_whole_holds_the_body_to_the_declared_length_before_sending():
+    writer, protocol, transport = new_writer()
+    writer.length = 2
+    with pytest.raises(ContentLengthExceededError):
+        writer.write_whole("HTTP/1.1 200 OK", {"Content-Length": "2"}, b"abc")
+    assert transport.writes == []
+
+
+async def test_write_whole_on_a_closing_transport_is_a_connection_reset():
+    writer, protocol, transport = new_writer()
+    transport.closed = True
+    with pytest.raises(ConnectionResetError):
+        writer.write_whole("HTTP/1.1 200 OK", {}, b"")
