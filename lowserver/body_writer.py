@@ -39,15 +39,20 @@ def _culprit(status_line: str, headers: Any) -> str:
     return "the head"
 
 
-def serialize_head(status_line: str, headers: Mapping[str, str] | Any) -> bytes:
+def serialize_head(status_line: str, headers: Mapping[str, str] | Any,
+                   checked: bool = False) -> bytes:
     """`status_line CRLF` + `name: value CRLF` per field + `CRLF`, UTF-8 encoded.
 
     Raises ValueError if CR, LF or NUL appear inside the status line, a name or a value
-    (RFC 9110 §5.5, RFC 9112 §4): they would split the response.
+    (RFC 9110 §5.5, RFC 9112 §4): they would split the response. `checked=True` says the
+    caller has already refused them: the fields passed stage 02's `check_header_fields` and
+    the line is `status_line()`'s (a second look would cost a tenth of serialising).
     """
     # ": ".join over the pairs runs in C; an f-string per field is ~20% of a hello response
     fields = "\r\n".join(map(": ".join, headers.items()))
     text = status_line + "\r\n" + fields + ("\r\n\r\n" if fields else "\r\n")
+    if checked:
+        return text.encode("utf-8", "surrogateescape")
     lines = len(headers) + 2
     if text.count("\r") != lines or text.count("\n") != lines or "\x00" in text:
         raise ValueError(f"CR, LF or NUL in {_culprit(status_line, headers)}: refusing to "
@@ -258,7 +263,43 @@ class _BodyWrites(_Sending):
                 await asyncio.sleep(0)        # fairness: let other connections run
 
 
-class StreamWriter(_BodyWrites):
+class _WholeWrites(_BodyWrites):
+    """A whole response, head and body, in one call: the server's common case."""
+
+    __slots__ = ()
+
+    def write_whole(self, status_line: str, headers: Any, body: bytes,
+                    checked: bool = False) -> None:
+        """`write_headers()` then `write_eof(body)` in one synchronous call, for a writer
+        with no callbacks to await: how the server sends a whole `Response`. The same rules
+        as `write_eof`'s, the same single `transport.write` up to `_COALESCE_LIMIT`;
+        `checked`: as `serialize_head`'s."""
+        if self._head is not None or self._headers_sent or self._eof or \
+                self._on_headers_sent is not None or self._on_chunk_sent is not None:
+            raise RuntimeError("write_whole(): this writer already wrote, or has callbacks")
+        head = serialize_head(status_line, headers, checked)
+        if self._compress is not None and not self._suppressed:
+            body = self._compress.compress(body) + self._compress.flush()
+        self._accept(body)
+        self._eof = self._headers_sent = True
+        if self._suppressed:
+            body = b""
+        else:
+            length = self.length
+            if self.chunked:
+                body = frame_chunk(body) + b"0\r\n\r\n"       # RFC 9112 §7.1
+            elif length is None:
+                self.must_close = True                        # RFC 9112 §6.3 rule 8
+            elif self.body_size < length:
+                self.incomplete = self.must_close = True      # RFC 9112 §6.3 rule 6
+        if len(body) <= _COALESCE_LIMIT:
+            self._write(head + body)
+        else:
+            self._write(head)
+            self._write(body)
+
+
+class StreamWriter(_WholeWrites):
     """Writes a response (head, then body) to the protocol's transport: aiohttp's
     `AbstractStreamWriter` interface, with the checks aiohttp leaves out.
 
@@ -303,34 +344,6 @@ class StreamWriter(_BodyWrites):
         protocol = self._protocol
         if protocol._paused and protocol.transport is not None:
             await protocol._drain_helper()
-
-    def write_whole(self, status_line: str, headers: Any, body: bytes) -> None:
-        """`write_headers()` then `write_eof(body)` in one synchronous call, for a writer
-        with no callbacks to await: how the server sends a whole `Response`. The same rules
-        as `write_eof`'s, and the same single `transport.write` up to `_COALESCE_LIMIT`."""
-        if self._head is not None or self._headers_sent or self._eof or \
-                self._on_headers_sent is not None or self._on_chunk_sent is not None:
-            raise RuntimeError("write_whole(): this writer already wrote, or has callbacks")
-        head = serialize_head(status_line, headers)
-        if self._compress is not None and not self._suppressed:
-            body = self._compress.compress(body) + self._compress.flush()
-        self._accept(body)
-        self._eof = self._headers_sent = True
-        if self._suppressed:
-            body = b""
-        else:
-            length = self.length
-            if self.chunked:
-                body = frame_chunk(body) + b"0\r\n\r\n"       # RFC 9112 §7.1
-            elif length is None:
-                self.must_close = True                        # RFC 9112 §6.3 rule 8
-            elif self.body_size < length:
-                self.incomplete = self.must_close = True      # RFC 9112 §6.3 rule 6
-        if len(body) <= _COALESCE_LIMIT:
-            self._write(head + body)
-        else:
-            self._write(head)
-            self._write(body)
 
     async def drain(self) -> None:
         """Wait while the transport has paused writing (kept for aiohttp compatibility:

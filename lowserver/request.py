@@ -473,8 +473,8 @@ class BaseRequest(StateMapping, _RequestHooks, _RequestClone, _RequestBody, _Req
                   _RequestConnection):
     """The request a handler receives: aiohttp's `BaseRequest`, over a parsed message.
 
-    `BaseRequest(message, payload, protocol, payload_writer, task, loop, *,
-    client_max_size=1024**2, client_max_fields=1000, state=None, scheme=None, host=None,
+    `BaseRequest(message, payload, protocol, payload_writer, task, loop,
+    client_max_size=1024**2, *, client_max_fields=1000, state=None, scheme=None, host=None,
     remote=None)`: `message` is the parser's `RawRequestMessage`, `payload` the body stream
     (`request.content`), `protocol` the connection (its `transport`, `peername`,
     `sockname`, `ssl_context`), `payload_writer` the body writer responses go out through.
@@ -488,8 +488,8 @@ class BaseRequest(StateMapping, _RequestHooks, _RequestClone, _RequestBody, _Req
     _has_prepare_hook = False      # True in a subclass that overrides _prepare_hook
 
     def __init__(self, message: RawRequestMessage, payload: Any, protocol: Any,
-                 payload_writer: Any, task: Any, loop: asyncio.AbstractEventLoop, *,
-                 client_max_size: int = 1024**2, client_max_fields: int = 1000,
+                 payload_writer: Any, task: Any, loop: asyncio.AbstractEventLoop,
+                 client_max_size: int = 1024**2, *, client_max_fields: int = 1000,
                  state: dict[Any, Any] | None = None, scheme: str | None = None,
                  host: str | None = None, remote: str | None = None) -> None:
         self._message = message

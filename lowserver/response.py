@@ -269,8 +269,9 @@ class _SentAtOnce:
         except BaseException:
             self._req = self._payload_writer = None   # nothing was sent: not prepared
             raise
+        # (the fields were checked by _complete_head: `True`, serialize_head need not look again)
         writer.write_whole(line, self._headers,
-                           b"" if body is None or self._must_be_empty_body else body)
+                           b"" if body is None or self._must_be_empty_body else body, True)
         self._body_left = 0
         self._ended(writer)
         return True
