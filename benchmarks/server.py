@@ -10,6 +10,9 @@ Servers, each running the same handler (benchmarks/apps/web_app.py) pinned to --
                 WebSocket reader): the baseline, the same class of server as lowserver
   aiohttp-c     aiohttp's web.Server with its C extensions (llhttp, C WebSocket reader)
   lowserver     this checkout's lowserver (`from lowserver import web`)
+  uvicorn-httptools  uvicorn with httptools' C parser, a raw ASGI app serving the same
+                endpoints (apps/uvicorn_app.py): a peer of another kind
+--loop uvloop runs every one of them on uvloop (apps/bench_loop.py), asyncio's loop otherwise.
 A server whose import fails, or lacks a name a scenario needs, is reported as skipped (for
 those scenarios) and the others still run.
 
@@ -60,6 +63,11 @@ SERVERS = {
     "aiohttp-pure": dict(impl="aiohttp", env={"AIOHTTP_NO_EXTENSIONS": "1"}, pure=True),
     "aiohttp-c": dict(impl="aiohttp", env={}, pure=False),
     "lowserver": dict(impl="lowserver", env={}, pure=None),
+    # a peer of another kind: uvicorn with its C parser (httptools), a raw ASGI app serving
+    # the same endpoints (apps/uvicorn_app.py, also icount.py's); started on a free port
+    "uvicorn-httptools": dict(impl="uvicorn", env={}, pure=None,
+                              cmd=[os.path.join(HERE, "apps", "uvicorn_app.py"), "{port}",
+                                   "httptools"]),
 }
 
 # --- scenarios --------------------------------------------------------------------------------
@@ -196,14 +204,21 @@ class Server:
         env = dict(os.environ)
         env.pop("AIOHTTP_NO_EXTENSIONS", None)
         env.update(self.spec["env"])
+        env["BENCH_LOOP"] = self.args.loop
         # this checkout first: the lowserver under test is the one in the working tree
         env["PYTHONPATH"] = os.pathsep.join([ROOT, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         env["PYTHONHASHSEED"] = "0"
         return env
 
     def start(self):
+        self.port = None
         argv = ["taskset", "-c", str(self.args.server_cpu), self.args.python, APP,
                 self.spec["impl"], "0"]
+        if "cmd" in self.spec:   # a server that cannot report its port: give it a free one
+            with socket.socket() as probe_socket:
+                probe_socket.bind((HOST, 0))
+                self.port = probe_socket.getsockname()[1]
+            argv = argv[:4] + [a.format(port=self.port) for a in self.spec["cmd"]]
         with open(self.logpath, "a") as logf:
             logf.write(f"--- {datetime.datetime.now().isoformat(timespec='seconds')} start\n")
             logf.flush()
@@ -284,6 +299,11 @@ class Server:
 PROBE = r'''
 import json, sys
 impl, names = sys.argv[1], sys.argv[2].split(",")
+if impl == "uvicorn":   # not a `web`: it serves every endpoint of the bench (uvicorn_app.py)
+    import httptools, uvicorn
+    print(json.dumps({"version": f"uvicorn {uvicorn.__version__} httptools "
+                      f"{httptools.__version__}", "missing": []}))
+    sys.exit(0)
 if impl == "aiohttp":
     from aiohttp import web, http_parser
     import aiohttp
@@ -632,6 +652,8 @@ def main():
     p.add_argument("--server-cpu", type=int, default=1)
     p.add_argument("--client-cpu", type=int, default=0)
     p.add_argument("--python", default=sys.executable, help="interpreter for servers and clients")
+    p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                   help="the event loop every server runs on (apps/bench_loop.py)")
     p.add_argument("--retries", type=int, default=2,
                    help="re-runs of a measurement disturbed by other programs (default 2)")
     p.add_argument("--max-foreign", type=float, default=0.10,
@@ -759,7 +781,7 @@ def main():
                     "benchmarks/server.py"] + sys.argv[1:])
     header = (f"Run {datetime.datetime.now().isoformat(timespec='seconds')}, {elapsed:.0f} s, "
               f"commit {env['commit']}{' (dirty tree)' if env['dirty'] else ''}, "
-              f"Python {env['python']}, {env['wrk']}; rounds={args.rounds} "
+              f"Python {env['python']}, {env['wrk']}, event loop {args.loop}; rounds={args.rounds} "
               f"duration={args.duration}s warmup={args.warmup}s, wrk -t1 -c{args.connections}, "
               f"ws client {args.ws_client}, idle_mem {args.idle_conns} connections; "
               f"server on CPU {args.server_cpu}, load generator on CPU {args.client_cpu}")

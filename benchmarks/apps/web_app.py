@@ -23,6 +23,8 @@ aiohttp_app.py / lowserver_app.py); this copy is self-contained in the repositor
 import asyncio
 import sys
 
+import bench_loop  # BENCH_LOOP: asyncio or uvloop (benchmarks' --loop)
+
 CHUNK = b"x" * 16384
 HELLO = "Hello, World!"
 HOST = "127.0.0.1"  # loopback only
@@ -107,7 +109,7 @@ def main():
     web = load_web(sys.argv[1])
     port = int(sys.argv[2]) if len(sys.argv) == 3 else 0
     try:
-        asyncio.run(serve(web, port))
+        bench_loop.run(serve(web, port))
     except KeyboardInterrupt:
         pass
 
