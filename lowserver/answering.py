@@ -215,7 +215,7 @@ class _Answering:
     """Answering, one request at a time, in one task for a pipelined run."""
 
     def _next_message(self) -> tuple[Any, Any]:
-        message_and_payload = self._messages.popleft()
+        message_and_payload = self._messages.pop(0)
         if self._queue_full and len(self._messages) <= MAX_PIPELINED // 2:
             self._queue_full = False
             self._resume_reading_for_buffer()
@@ -225,7 +225,7 @@ class _Answering:
         if self._queue_full:
             coro = self._answer(*self._next_message())
         else:   # (the common case without a call: nothing to resume)
-            coro = self._answer(*self._messages.popleft())
+            coro = self._answer(*self._messages.pop(0))
         if _EAGER:  # Python 3.12+: run the task's first step now, not one loop turn later
             task = asyncio.Task(coro, loop=self._loop, eager_start=True)
             if not task.done():   # else it ran to its end (and may have started the next)

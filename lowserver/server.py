@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections import deque
 from typing import Any, Awaitable, Callable
 
 from lowserver.access_log import AbstractAccessLogger, AccessLogger, access_logger, server_logger
@@ -486,7 +485,7 @@ class RequestHandler(_ConnectionInfo, _ConnectionLife, _BytesIn, _BodyStreams, _
         # that would drop the line
         self._access_log_on = self.access_logger is not None and self.access_logger.enabled
 
-        self._messages: deque[tuple[Any, Any]] = deque()  # parsed, waiting for their turn
+        self._messages: list[tuple[Any, Any]] = []  # parsed, waiting (a list: a deque is 700 B more)
         self._body: Any = None            # where the body being received goes, if any
         self._task: asyncio.Task | None = None          # the request being answered
         self._request: BaseRequest | None = None
