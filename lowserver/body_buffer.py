@@ -158,11 +158,12 @@ class BodyBuffer(_Feeding):
             exc.__cause__ = exc_cause
         self._exception = exc
         self._eof_callbacks.clear()
-        for name in ("_waiter", "_eof_waiter"):
-            waiter = getattr(self, name)
-            setattr(self, name, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_exception(exc)
+        waiter, self._waiter = self._waiter, None          # the reader waiting for bytes
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+        waiter, self._eof_waiter = self._eof_waiter, None  # the one waiting for the end
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
 
     def exception(self) -> BaseException | None:
         return self._exception

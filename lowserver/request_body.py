@@ -112,6 +112,8 @@ class _BodyContent(_BodyStream):
                 size += len(chunk)
                 if limit and size > limit:
                     raise self._too_large(size)
+                if payload.at_eof():   # the end is known: no read just to be told b""
+                    break
             self._read_bytes = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return self._read_bytes
 
