@@ -519,7 +519,8 @@ class BaseRequest(StateMapping, _RequestHooks, _RequestClone, _RequestBody, _Req
                 self._cache["scheme"] = scheme
             if host is not None:
                 self._cache["host"] = host
-        self._state = {} if state is None else state
+        if state is not None:   # (else the shared empty state, until a first key)
+            self._state = state
         self._task = task
         self._client_max_size = client_max_size
         self._client_max_fields = client_max_fields

@@ -328,7 +328,6 @@ class Response(_SentAtOnce, _WholeBodySending, _WholeBodyLength, _WholeBody, Str
                 content_type += "; charset=" + charset
             real_headers[CONTENT_TYPE] = content_type
         # StreamResponse.__init__, inlined: this constructor runs once per request
-        self._state = {}
         self._headers = real_headers
         if reason is None and type(status) is int:
             self._status = status

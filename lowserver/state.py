@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections.abc
 import functools
 import sys
+import types
 import warnings
 from typing import Any, Generic, Iterator, TypeVar, get_args
 
@@ -70,7 +71,9 @@ class StateMapping(collections.abc.MutableMapping):
     does: the mapping is `self._state`. A subclass names its typed key class, the advice a
     string key gets, and the set of string keys already warned about (one per class)."""
 
-    _state: dict[Any, Any]
+    # No mapping is made for a request or a response that never stores anything (most):
+    # until the first key, `_state` is this shared, read-only empty one.
+    _state: Any = types.MappingProxyType({})
     _key_class: type = BaseKey
     _key_advice = "It is recommended to use typed keys."
     _seen_str_keys: set[str] = set()
@@ -82,7 +85,10 @@ class StateMapping(collections.abc.MutableMapping):
         if not isinstance(key, self._key_class) and key not in self._seen_str_keys:
             self._seen_str_keys.add(key)
             warnings.warn(self._key_advice, category=NotAppKeyWarning, stacklevel=2)
-        self._state[key] = value
+        state = self._state
+        if state.__class__ is not dict:   # the shared empty one: this object's own, now
+            state = self._state = {}
+        state[key] = value
 
     def __delitem__(self, key: Any) -> None:
         del self._state[key]

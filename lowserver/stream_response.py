@@ -365,7 +365,6 @@ class StreamResponse(StateMapping, _ResponseBody, _ResponseHead, _ResponseCompre
 
     def __init__(self, *, status: int = 200, reason: str | None = None,
                  headers: Any = None, _real_headers: CIMultiDict[str] | None = None) -> None:
-        self._state: dict[Any, Any] = {}
         if _real_headers is not None:
             self._headers = _real_headers
         elif headers is not None:

@@ -587,3 +587,28 @@ def test_reify_is_propcache_unless_speedups_are_off_and_both_behave_alike(no_spe
                           env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout == ("True\n" if no_speedups == "1" else "False\n")
+
+
+def test_state_is_made_on_the_first_key_and_never_shared():
+    import warnings
+    from lowserver.response import Response
+    from lowserver.state import RequestKey, ResponseKey
+    from lowserver.testing import make_mocked_request
+    first, second = make_mocked_request("GET", "/"), make_mocked_request("GET", "/")
+    assert len(first) == 0 and list(first) == [] and "k" not in first
+    with pytest.raises(KeyError):
+        first["k"]
+    key = RequestKey("k", int)
+    first[key] = 1
+    assert first[key] == 1 and len(first) == 1 and key not in second and len(second) == 0
+    clone = first.clone()
+    clone[key] = 2
+    assert first[key] == 1 and clone[key] == 2
+    del first[key]
+    assert len(first) == 0 and len(second) == 0
+    one, other = Response(text="a"), Response(text="b")
+    rkey = ResponseKey("r", str)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        one[rkey] = "x"
+    assert one[rkey] == "x" and rkey not in other and len(other) == 0
