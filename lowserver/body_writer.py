@@ -264,9 +264,27 @@ class _BodyWrites(_Sending):
 
 
 class _WholeWrites(_BodyWrites):
-    """A whole response, head and body, in one call: the server's common case."""
+    """A body's last bytes (`write_eof`'s rules, in one place), and a whole response, head
+    and body, in one call: the server's common case."""
 
     __slots__ = ()
+
+    def _last_bytes(self, chunk: bytes | bytearray) -> bytes | bytearray:
+        """End the body with `chunk`: compressed, counted, framed; says whether the
+        connection must close after it. Returns what goes on the wire."""
+        if self._compress is not None and not self._suppressed:
+            chunk = (self._compress.compress(chunk) if chunk else b"") + self._compress.flush()
+        self._accept(chunk)
+        self._eof = True
+        if self._suppressed:
+            return b""
+        if self.chunked:
+            return frame_chunk(chunk) + b"0\r\n\r\n"   # RFC 9112 §7.1: last-chunk, no trailers
+        if self.length is None:
+            self.must_close = True                        # RFC 9112 §6.3 rule 8
+        elif self.body_size < self.length:
+            self.incomplete = self.must_close = True      # RFC 9112 §6.3 rule 6
+        return chunk
 
     def write_whole(self, status_line: str, headers: Any, body: bytes,
                     checked: bool = False) -> None:
@@ -278,25 +296,9 @@ class _WholeWrites(_BodyWrites):
                 self._on_headers_sent is not None or self._on_chunk_sent is not None:
             raise RuntimeError("write_whole(): this writer already wrote, or has callbacks")
         head = serialize_head(status_line, headers, checked)
-        if self._compress is not None and not self._suppressed:
-            body = self._compress.compress(body) + self._compress.flush()
-        self._accept(body)
-        self._eof = self._headers_sent = True
-        if self._suppressed:
-            body = b""
-        else:
-            length = self.length
-            if self.chunked:
-                body = frame_chunk(body) + b"0\r\n\r\n"       # RFC 9112 §7.1
-            elif length is None:
-                self.must_close = True                        # RFC 9112 §6.3 rule 8
-            elif self.body_size < length:
-                self.incomplete = self.must_close = True      # RFC 9112 §6.3 rule 6
-        if len(body) <= _COALESCE_LIMIT:
-            self._write(head + body)
-        else:
-            self._write(head)
-            self._write(body)
+        data = self._last_bytes(body)
+        self._head = head
+        self._send(data)
 
 
 class StreamWriter(_WholeWrites):
@@ -324,23 +326,9 @@ class StreamWriter(_WholeWrites):
             chunk = _as_bytes(chunk)
         if chunk and self._on_chunk_sent is not None:
             await self._on_chunk_sent(chunk)
-        if self._compress is not None and not self._suppressed:
-            chunk = (self._compress.compress(chunk) if chunk else b"") + self._compress.flush()
-        self._accept(chunk)
-        self._eof = True
-        if self._suppressed:
-            data = b""
-        elif self.chunked:
-            data = frame_chunk(chunk) + b"0\r\n\r\n"   # RFC 9112 §7.1: last-chunk, no trailers
-        else:
-            data = chunk
+        data = self._last_bytes(chunk)
         if data or self._head is not None:
             self._send(data)
-        if not self._suppressed:
-            if self.length is not None and self.body_size < self.length:
-                self.incomplete = self.must_close = True      # RFC 9112 §6.3 rule 6
-            elif self.length is None and not self.chunked:
-                self.must_close = True                        # RFC 9112 §6.3 rule 8
         protocol = self._protocol
         if protocol._paused and protocol.transport is not None:
             await protocol._drain_helper()

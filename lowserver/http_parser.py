@@ -42,8 +42,8 @@ from lowserver.http_events import (  # noqa: F401  (re-exported: the stage's pub
 )
 from lowserver.http_grammar import (  # noqa: F401
     _FORBIDDEN_TRAILERS, _SUPPORTED_COMPRESSION, _TOKEN_PREFIX, CONTENT_ENCODING, EXPECT, HOST,
-    TOKEN, TOKEN_RE, _show, ascii_lower, body_framing, check_authority, check_host, check_target, connection_options,
-    parse_chunk_size, parse_field_lines, parse_request_line,
+    TOKEN, TOKEN_RE, _show, ascii_lower, body_framing, check_authority, check_host,
+    check_target, connection_options, parse_chunk_size, parse_field_lines, parse_request_line,
 )
 
 __all__ = [
