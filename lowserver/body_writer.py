@@ -292,10 +292,14 @@ class _WholeWrites(_BodyWrites):
         with no callbacks to await: how the server sends a whole `Response`. The same rules
         as `write_eof`'s, the same single `transport.write` up to `_COALESCE_LIMIT`;
         `checked`: as `serialize_head`'s."""
+        self.write_head_and_body(serialize_head(status_line, headers, checked), body)
+
+    def write_head_and_body(self, head: bytes, body: bytes) -> None:
+        """`write_whole()` with the head already serialised (by `serialize_head`): how a
+        `Response` sends a head it has sent before (stage 02 keeps them)."""
         if self._head is not None or self._headers_sent or self._eof or \
                 self._on_headers_sent is not None or self._on_chunk_sent is not None:
             raise RuntimeError("write_whole(): this writer already wrote, or has callbacks")
-        head = serialize_head(status_line, headers, checked)
         data = self._last_bytes(body)
         self._head = head
         self._send(data)

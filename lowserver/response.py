@@ -19,7 +19,8 @@ from typing import Any, Callable
 
 from multidict import CIMultiDict
 
-from lowserver.fields import _UNSET, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE
+from lowserver.body_writer import serialize_head
+from lowserver.fields import _UNSET, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, http_date_now
 from lowserver.http_writer import REASON_PHRASES, should_remove_content_length
 # StreamResponse, ContentCoding and the errors are imported from here by older code
 from lowserver.stream_response import (MAX_SYNC_CHUNK_SIZE, BodyTypeError, ContentCoding,
@@ -235,7 +236,35 @@ class _WholeBodySending:
         self._headers[CONTENT_LENGTH] = str(len(compressed))
 
 
-class _SentAtOnce:
+# Heads this process has sent, by everything `_complete_head` reads: the status, the reason,
+# the request's method, version and keep-alive, the body's length, the Date value (it
+# changes once a second) and the handler's fields in order. Bounded: emptied when full.
+_HEADS_SENT: dict[tuple, tuple[bytes, tuple, int, bool]] = {}
+_HEADS_SENT_MAX = 256
+
+
+class _HeadsSentBefore:
+    """A hello server sends one head thousands of times a second: the rules' answer for
+    the same inputs is the same, so the second time it is looked up, not worked out."""
+
+    _headers: CIMultiDict[str]
+    _body_left: int | None
+    _keep_alive: bool | None
+
+    def _remember_head(self, inputs: tuple, head: bytes) -> None:
+        """Keep `head` for `inputs`, if the rules only added fields to the handler's
+        (Content-Length, Date, Server, Connection): those are replayed on a hit. A head
+        whose fields they replaced or removed is worked out every time."""
+        given = inputs[7:]
+        fields = tuple(self._headers.items())
+        if fields[:len(given)] != given:
+            return
+        if len(_HEADS_SENT) >= _HEADS_SENT_MAX:
+            _HEADS_SENT.clear()
+        _HEADS_SENT[inputs] = (head, fields[len(given):], self._body_left, self._keep_alive)
+
+
+class _SentAtOnce(_HeadsSentBefore):
     """The common case in one step: a whole body of bytes, and nothing to wait for."""
 
     _body: Any
@@ -246,14 +275,19 @@ class _SentAtOnce:
     _must_be_empty_body: bool | None
     _payload_writer: Any
     _req: Any
+    _keep_alive: bool | None
+    _cookies: Any
+    _status: int
+    _reason: str
 
     def _send_at_once(self, request: Any) -> bool:
         """`prepare()` and `write_eof()` in one synchronous call, head and body in one
         write, when neither step would await anything: no compression, a body of bytes
         (or none), not chunked, not yet prepared, a request without a prepare hook. The
         rules are theirs (`_complete_head`, the writer's `write_whole`); what goes is one
-        coroutine per step and the awaits between them. False, having done nothing, when a
-        step would wait: then the caller awaits the two.
+        coroutine per step and the awaits between them, and, for a head sent before, the
+        rules themselves (`_HEADS_SENT`). False, having done nothing, when a step would
+        wait: then the caller awaits the two.
 
         The caller vouches for `request._payload_writer`: a stage-04 `StreamWriter` with no
         callbacks (the server checks it is the one it made)."""
@@ -262,16 +296,36 @@ class _SentAtOnce:
                 or self._eof_sent or not (body is None or body.__class__ is bytes)
                 or getattr(request, "_has_prepare_hook", True)):
             return False
+        headers = self._headers
+        keep_alive = self._keep_alive
+        if keep_alive is None:
+            keep_alive = request.keep_alive
+        # everything the rules read: the same inputs give the same head (see above)
+        inputs = None if self._cookies else (
+            self._status, self._reason, request.method, request.version, keep_alive,
+            0 if body is None else len(body), http_date_now(), *headers.items())
+        try:
+            known = _HEADS_SENT.get(inputs)
+        except TypeError:     # a value that cannot be hashed: the rules will refuse it
+            known = inputs = None
         self._req = request
         writer = self._payload_writer = request._payload_writer
-        try:
-            line = self._complete_head(request, writer)
-        except BaseException:
-            self._req = self._payload_writer = None   # nothing was sent: not prepared
-            raise
-        # (the fields were checked by _complete_head: `True`, serialize_head need not look again)
-        writer.write_whole(line, self._headers,
-                           b"" if body is None or self._must_be_empty_body else body, True)
+        if known is not None:
+            head, added, writer.length, self._keep_alive = known
+            headers.extend(added)     # the fields the rules added, as they added them
+            self._must_be_empty_body = False
+        else:
+            try:
+                line = self._complete_head(request, writer)
+            except BaseException:
+                self._req = self._payload_writer = None   # nothing was sent: not prepared
+                raise
+            # (the fields were checked by _complete_head: serialize_head need not look again)
+            head = serialize_head(line, headers, True)
+            if inputs is not None and self._body_left is not None:   # framed by its length
+                self._remember_head(inputs, head)
+        writer.write_head_and_body(
+            head, b"" if body is None or self._must_be_empty_body else body)
         self._body_left = 0
         self._ended(writer)
         return True

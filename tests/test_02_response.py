@@ -1015,3 +1015,124 @@ async def test_send_at_once_refuses_bad_fields_before_anything_goes_out():
     with pytest.raises(ValueError, match="disagrees"):
         response._send_at_once(request)
     assert not response.prepared and request.transport.data == b""
+
+
+# --- heads sent before: the second identical head is looked up, not worked out -------------
+
+from lowserver import response as response_module  # noqa: E402
+
+
+def _set_date(monkeypatch, date):
+    for module in (response_module, http_writer):
+        monkeypatch.setattr(module, "http_date_now", lambda: date)
+
+
+@pytest.fixture
+def no_heads_sent(monkeypatch):
+    monkeypatch.setattr(response_module, "_HEADS_SENT", {})
+    _set_date(monkeypatch, "Fri, 04 Dec 2026 18:00:00 GMT")
+    return response_module._HEADS_SENT
+
+
+def _sent_at_once(method="GET", version=HttpVersion11, closing=False, **kwargs):
+    request = make_mocked_request(method, "/", version=version, closing=closing)
+    response = Response(**kwargs)
+    assert response._send_at_once(request) is True
+    return (bytes(request.transport.data), list(response.headers.items()), response.keep_alive,
+            response.body_length, len(request.transport.writes))
+
+
+@pytest.mark.parametrize("method,version,kwargs", AT_ONCE_CASES)
+async def test_a_head_sent_again_is_the_same_bytes_and_fields(no_heads_sent, method, version,
+                                                              kwargs):
+    first = _sent_at_once(method, version, **kwargs)
+    second = _sent_at_once(method, version, **kwargs)
+    assert second == first
+    request = make_mocked_request(method, "/", version=version)
+    response = Response(**kwargs)
+    assert await send(response, request) == wire(request) and \
+        bytes(request.transport.data) == first[0]     # the two-step path sends the same
+    assert list(response.headers.items()) == first[1]
+
+
+async def test_only_length_framed_heads_the_rules_only_added_to_are_kept(no_heads_sent):
+    _sent_at_once(text="Hello")                              # kept
+    _sent_at_once("HEAD", text="Hello")                      # no body framing: not kept
+    _sent_at_once(status=204)                                # not kept
+    _sent_at_once(text="x", closing=True)  # kept
+    # Connection: keep-alive said to a request that closes: the rules replace it, not kept
+    _sent_at_once(body=b"xy", headers={"Connection": "keep-alive"},
+                  closing=True)
+    kept = [inputs[2:6] for inputs in no_heads_sent]
+    assert ("HEAD", HttpVersion11, True, 5) not in kept
+    assert all(inputs[0] != 204 for inputs in no_heads_sent)
+    assert ("GET", HttpVersion11, True, 5) in kept and ("GET", HttpVersion11, False, 1) in kept
+    assert ("GET", HttpVersion11, False, 2) not in kept
+
+
+async def test_whatever_the_rules_read_tells_two_heads_apart(no_heads_sent):
+    base = _sent_at_once(text="Hello")[0]
+    variants = {
+        "status": _sent_at_once(text="Hello", status=201)[0],
+        "reason": _sent_at_once(text="Hello", reason="Fine")[0],
+        "method": _sent_at_once("HEAD", text="Hello")[0],
+        "version": _sent_at_once(version=HttpVersion10, text="Hello")[0],
+        "keep-alive": _sent_at_once(closing=True, text="Hello")[0],
+        "length": _sent_at_once(text="Hello!")[0],
+        "a field": _sent_at_once(text="Hello", headers={"X-Id": "1"})[0],
+        "a value": _sent_at_once(text="Hello", headers={"X-Id": "2"})[0],
+        "the case of a name": _sent_at_once(text="Hello", headers={"x-id": "2"})[0],
+    }
+    for what, data in variants.items():
+        assert data != base, what
+    assert _sent_at_once(text="Hello")[0] == base
+    assert b"HTTP/1.0 200 OK\r\n" in variants["version"]
+    assert b"Connection: close\r\n" in variants["keep-alive"]
+    assert b"x-id: 2\r\n" in variants["the case of a name"]
+
+
+async def test_a_new_second_is_a_new_head(no_heads_sent, monkeypatch):
+    first = _sent_at_once(text="Hello")[0]
+    _set_date(monkeypatch, "Fri, 04 Dec 2026 18:00:01 GMT")
+    second = _sent_at_once(text="Hello")[0]
+    assert b"Date: Fri, 04 Dec 2026 18:00:01 GMT\r\n" in second
+    assert first.replace(b":00 GMT", b":01 GMT") == second
+
+
+async def test_a_bad_field_is_refused_though_a_good_head_of_its_shape_was_kept(no_heads_sent):
+    _sent_at_once(text="x", headers={"X-Note": "fine"})
+    request = make_mocked_request("GET", "/")
+    response = Response(text="x", headers={"X-Note": "a\r\nInjected: 1"})
+    with pytest.raises(ValueError, match="control character"):
+        response._send_at_once(request)
+    assert not response.prepared and request.transport.data == b""
+    response = Response(text="x", headers={"X-Note": ["unhashable"]})
+    with pytest.raises(TypeError, match="header values are str"):
+        response._send_at_once(make_mocked_request("GET", "/"))
+
+
+async def test_a_cookie_always_takes_the_rules(no_heads_sent):
+    for _ in range(2):
+        request = make_mocked_request("GET", "/")
+        response = Response(text="x")
+        response.set_cookie("id", "7")
+        assert response._send_at_once(request) is True
+        assert bytes(request.transport.data).count(b"Set-Cookie: id=7; Path=/\r\n") == 1
+    assert no_heads_sent == {}
+
+
+async def test_force_close_is_part_of_the_head(no_heads_sent):
+    _sent_at_once(text="x")
+    request = make_mocked_request("GET", "/")
+    response = Response(text="x")
+    response.force_close()
+    assert response._send_at_once(request) is True
+    assert b"Connection: close\r\n" in bytes(request.transport.data)
+    assert response.keep_alive is False
+
+
+async def test_the_heads_kept_are_bounded(no_heads_sent):
+    for length in range(response_module._HEADS_SENT_MAX + 10):
+        _sent_at_once(body=b"x" * length)
+        assert len(no_heads_sent) <= response_module._HEADS_SENT_MAX
+    assert no_heads_sent
