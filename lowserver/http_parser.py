@@ -364,7 +364,42 @@ class _SwitchingProtocols:
         self._buffer += data[pos:]
 
 
-class _StateMachine:
+# Heads parsed before, by their bytes (the blank line included), one table for each set
+# of limits: a head accepted under some limits may be refused under others. Bounded: a
+# table is emptied when full, and a long head is parsed every time.
+_HEADS_PARSED: dict[tuple[int, int, int], dict[bytes, RawRequestMessage]] = {}
+_HEADS_PARSED_MAX = 128
+_HEAD_KEPT_MAX = 2048
+
+
+def heads_parsed_under(max_line_size: int, max_field_size: int,
+                       max_headers: int) -> dict[bytes, RawRequestMessage]:
+    """The table of heads parsed before under these limits (made on first use)."""
+    if len(_HEADS_PARSED) >= 16:
+        _HEADS_PARSED.clear()
+    return _HEADS_PARSED.setdefault((max_line_size, max_field_size, max_headers), {})
+
+
+class _HeadsParsedBefore:
+    """A client on a kept-alive connection sends the same head again and again, byte for
+    byte: its message is the same too, so the second time it is looked up, not parsed."""
+
+    _heads_parsed: dict[bytes, RawRequestMessage]
+
+    def _remember_head(self, head: bytes, message: RawRequestMessage) -> None:
+        """Keep `message` for the bytes `head`, when it can be shared: a message is
+        immutable but for the trailers of a chunked body, and an upgrade or an expectation
+        is answered for one request alone."""
+        if (message.chunked or message.upgrade or message.expect_continue
+                or message.method == "CONNECT" or len(head) > _HEAD_KEPT_MAX):
+            return
+        heads = self._heads_parsed
+        if len(heads) >= _HEADS_PARSED_MAX:
+            heads.clear()
+        heads[head] = message
+
+
+class _StateMachine(_HeadsParsedBefore):
     """`_parse`: run the states over `data` as far as it goes, appending the events."""
 
     def _parse(self, data: bytes, events: list) -> None:
@@ -380,7 +415,11 @@ class _StateMachine:
                 if end == -1:
                     self._keep_partial(data, pos, _HEAD)
                     return
-                message = self._parse_head(data, pos, end)
+                head = data if pos == 0 and end + 4 == size else data[pos:end + 4]
+                message = self._heads_parsed.get(head)
+                if message is None:
+                    message = self._parse_head(data, pos, end)
+                    self._remember_head(head, message)
                 pos = end + 4
                 events.append(message)
                 if message.chunked:
@@ -448,6 +487,7 @@ class HttpRequestParser(_StateMachine, _ChunkedBody, _HeadParsing, _Limits, _Inc
         self._message: RawRequestMessage | None = None
         self._error: HttpProcessingError | None = None
         self._last_host: str | None = None  # the Host value last found valid
+        self._heads_parsed = heads_parsed_under(max_line_size, max_field_size, max_headers)
 
     @property
     def error(self) -> HttpProcessingError | None:
@@ -460,6 +500,8 @@ class HttpRequestParser(_StateMachine, _ChunkedBody, _HeadParsing, _Limits, _Inc
             raise self._error  # type: ignore[misc]
         events: list = []
         buffer = self._buffer
+        if data.__class__ is not bytes:
+            data = bytes(data)     # (a head's bytes are a key in the table of heads parsed)
         try:
             if buffer:
                 seen = len(buffer)

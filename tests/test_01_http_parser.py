@@ -782,3 +782,111 @@ def test_a_kelvin_sign_keep_alive_is_not_keep_alive():
     message = parse(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")[0]
     assert not message.should_close
 
+
+
+# --- heads parsed before: the same bytes, the same message, looked up -------------------------
+
+from lowserver import http_parser as parser_module  # noqa: E402
+
+HELLO = b"GET /hello HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n"
+
+
+@pytest.fixture
+def fresh_tables(monkeypatch):
+    monkeypatch.setattr(parser_module, "_HEADS_PARSED", {})
+    return parser_module._HEADS_PARSED
+
+
+def _messages(*pieces, **limits):
+    parser = HttpRequestParser(**limits)
+    return [event for piece in pieces for event in parser.feed(piece)
+            if isinstance(event, RawRequestMessage)]
+
+
+def _as_tuple(message):
+    return (message.method, message.path, message.version, list(message.headers.items()),
+            message.raw_headers, message.should_close, message.compression, message.upgrade,
+            message.chunked, message.content_length, message.expect_continue, message.url)
+
+
+def test_a_head_seen_before_is_the_same_message(fresh_tables):
+    first, = _messages(HELLO)
+    # another connection, and the same head pipelined twice in one read and split over two
+    again, = _messages(HELLO)
+    pipelined = _messages(HELLO + HELLO)
+    split = _messages(HELLO[:10], HELLO[10:] + HELLO)
+    assert all(message is first for message in [again, *pipelined, *split])
+    assert len(pipelined) == len(split) == 2
+
+
+def test_a_message_looked_up_is_the_message_parsed(fresh_tables):
+    for head in (HELLO, b"POST /n HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n",
+                 b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+                 b"GET /x?q=1 HTTP/1.1\r\nHost: a\r\nContent-Encoding: gzip\r\n"
+                 b"Content-Length: 1\r\nConnection: close\r\n\r\n"):
+        parsed = _as_tuple(_messages(head)[0])
+        looked_up = _as_tuple(_messages(head)[0])
+        fresh_tables.clear()
+        assert looked_up == parsed == _as_tuple(_messages(head)[0])
+
+
+def test_one_byte_more_or_less_is_another_head(fresh_tables):
+    first, = _messages(HELLO)
+    for other in (HELLO.replace(b"hello", b"hellp"), HELLO.replace(b"*/*", b"*/* "),
+                  HELLO.replace(b"Accept", b"accept")):
+        message, = _messages(other)
+        assert message is not first
+    assert _messages(HELLO.replace(b"Accept", b"accept"))[0].headers["ACCEPT"] == "*/*"
+
+
+def test_what_is_answered_once_is_parsed_every_time(fresh_tables):
+    heads = [b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+             b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+             b"POST /e HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx",
+             b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n",
+             b"GET /" + b"a" * 3000 + b" HTTP/1.1\r\nHost: a\r\n\r\n"]
+    for head in heads:
+        assert _messages(head)[0] is not _messages(head)[0], head[:20]
+    assert not any(fresh_tables.values())
+
+
+def test_a_chunked_bodys_trailers_stay_its_own(fresh_tables):
+    head = b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    parser = HttpRequestParser()
+    events = parser.feed(head + b"0\r\nX-Sum: 1\r\n\r\n" + head + b"0\r\nX-Sum: 2\r\n\r\n")
+    first, second = [event for event in events if isinstance(event, RawRequestMessage)]
+    assert first.trailers["X-Sum"] == "1" and second.trailers["X-Sum"] == "2"
+
+
+def test_limits_have_tables_of_their_own(fresh_tables):
+    _messages(HELLO)
+    refused = HttpRequestParser(max_line_size=10).feed(HELLO)
+    assert isinstance(refused[-1], LineTooLong)
+    few = HttpRequestParser(max_headers=1).feed(HELLO)
+    assert isinstance(few[-1], HeaderFieldsTooLarge)
+    assert len(fresh_tables) == 3
+
+
+def test_a_bad_head_is_refused_every_time(fresh_tables):
+    bad = b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"
+    for _ in range(2):
+        error = HttpRequestParser().feed(bad)[-1]
+        assert isinstance(error, BadHttpMessage) and "more than one Host" in error.message
+    assert not any(fresh_tables.values())
+
+
+def test_the_tables_are_bounded(fresh_tables):
+    for i in range(parser_module._HEADS_PARSED_MAX + 10):
+        _messages(b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % i)
+        assert all(len(table) <= parser_module._HEADS_PARSED_MAX
+                   for table in fresh_tables.values())
+    for max_headers in range(1, 40):
+        HttpRequestParser(max_headers=max_headers)
+        assert len(fresh_tables) <= 16
+
+
+def test_bytes_of_any_kind_are_parsed(fresh_tables):
+    first, = _messages(HELLO)
+    for kind in (bytearray, memoryview):
+        message, = _messages(kind(HELLO))
+        assert message is first
