@@ -230,6 +230,8 @@ class ReceivingMixin(_PeerEnds):
                 kind = message[0]
                 if kind is _BINARY or kind is _TEXT:
                     self._buffered -= len(message[1]) + MESSAGE_OVERHEAD
+                    if not messages:        # nothing waits behind it: its answer goes now
+                        self._batch.reply_now = True
                     if self._read_paused and self._buffered <= READ_HIGH_WATER // 2:
                         self._read_paused = False
                         self._protocol.resume_reading()

@@ -30,13 +30,24 @@ class FrameBatch(WriteBatch):
     """Stage 06's `WriteBatch` (the one write batching of the package) with the WebSocket's
     `writer_limit` for threshold: the frames of one loop turn leave in one
     `transport.write()`, at the end of the turn, or as soon as more than `writer_limit`
-    bytes wait."""
+    bytes wait. But for one: the answer to a message received when no other was waiting
+    (`reply_now`, set by `receive()`) leaves at once, as nothing could join it."""
 
-    __slots__ = ()
+    __slots__ = ("reply_now",)
 
     def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop,
                  writer_limit: int) -> None:
         super().__init__(transport, loop, writer_limit + 1)   # flushes at >= limit
+        self.reply_now = False
+
+    def write(self, data: bytes) -> None:
+        if self.reply_now:
+            self.reply_now = False
+            if not self._chunks:       # (else it joins the queue: frames keep their order)
+                if not self.transport.is_closing():
+                    self.transport.write(data)
+                return
+        WriteBatch.write(self, data)
 
 
 class _Batching:

@@ -1064,3 +1064,52 @@ async def test_a_ping_behind_the_head_is_answered_after_the_101():
     await ws.prepare(client.request)
     assert await client.output() == b"\x8a\x05early"        # the head was split off first
     assert client.head.startswith(b"HTTP/1.1 101 ")
+
+
+# --- the answer to a lone message leaves at once; answers to a burst, in one write ---------
+
+async def test_the_answer_to_a_lone_message_leaves_at_once():
+    client, ws = await open_ws()
+    client.transport.writes.clear()
+    client.send(b"ping?")
+    message = await ws.receive()
+    await ws.send_bytes(message.data + b"!")
+    assert len(client.transport.writes) == 1          # before the turn ends: no callback
+    await ws.send_bytes(b"and more")                  # a second answer: batched again
+    assert len(client.transport.writes) == 1
+    assert [payload for _, payload in server_frames(await client.output())] == [
+        b"ping?!", b"and more"]
+
+
+async def test_the_answers_to_a_burst_leave_in_one_write():
+    client, ws = await open_ws()
+    client.transport.writes.clear()
+    client.feed(b"".join(client_frame(b"m%d" % i) for i in range(4)))
+    for _ in range(4):
+        message = await ws.receive()
+        await ws.send_bytes(message.data)
+    # the last answer found the first three queued: it joined them, in order
+    assert client.transport.writes == []
+    await asyncio.sleep(0)
+    assert len(client.transport.writes) == 1
+    assert [payload for _, payload in server_frames(await client.output())] == [
+        b"m0", b"m1", b"m2", b"m3"]
+
+
+async def test_a_handler_that_only_sends_is_batched():
+    client, ws = await open_ws()
+    client.transport.writes.clear()
+    for i in range(3):
+        await ws.send_str(f"tick {i}")
+    assert client.transport.writes == []
+    await asyncio.sleep(0)
+    assert len(client.transport.writes) == 1
+
+
+async def test_a_lone_answer_is_not_sent_once_the_transport_closes():
+    client, ws = await open_ws()
+    client.send(b"last")
+    await ws.receive()
+    client.transport.close()
+    ws._batch.write(b"\x82\x00")                    # what a send would write
+    assert b"\x82\x00" not in bytes(client.transport.data)[-2:]
