@@ -241,18 +241,24 @@ class _BodyWrites(_Sending):
         paused, and yield to the loop every `16 * LIMIT` bytes written without a pause."""
         if self._eof:
             raise RuntimeError("Cannot call write() after write_eof()")
-        chunk = _as_bytes(chunk)
+        if chunk.__class__ is not bytes:
+            chunk = _as_bytes(chunk)
         if self._on_chunk_sent is not None:
             await self._on_chunk_sent(chunk)
         if self._compress is not None and chunk and not self._suppressed:
             chunk = self._compress.compress(chunk)
-        self._accept(chunk)
+        if self.length is None:    # nothing to hold the body to (chunked, or to the close)
+            self.body_size += len(chunk)
+        else:
+            self._accept(chunk)
         if self._suppressed:
             return
         if self.chunked:
             chunk = frame_chunk(chunk)
-        if chunk or self._head is not None:
+        if self._head is not None:
             self._send(chunk)
+        elif chunk:                # (a stream of chunks: once the head went, straight out)
+            self._write(chunk)
         if drain:
             protocol = self._protocol
             if protocol._paused:

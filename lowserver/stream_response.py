@@ -269,7 +269,7 @@ class _ResponseBody:
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         """Send a piece of the body (after `prepare()`)."""
-        if not isinstance(data, (bytes, bytearray, memoryview)):
+        if data.__class__ is not bytes and not isinstance(data, (bytearray, memoryview)):
             raise BodyTypeError(f"data argument must be byte-ish ({type(data)!r})")
         if self._eof_sent:
             raise RuntimeError("Cannot call write() after write_eof()")
