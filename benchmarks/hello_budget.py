@@ -6,9 +6,13 @@ request inside one process, each run on its own N and 2N times under valgrind's 
 nothing, so each figure is what that step costs and nothing else:
 
   parse      `HttpRequestParser.feed()` of `GET / HTTP/1.1` + Host: the head, its events
+             (a head seen before: looked up, notebook 01)
+  parse-new  the same with a head never seen: the table of heads parsed keeps nothing
   request    the request factory: a `StreamWriter` and a `BaseRequest` over the message
   response   the handler's `Response(text="Hello, World!")`
   send       `Response._send_at_once()`: framing, fields, head and body in one write
+             (a head sent before: looked up, notebook 02)
+  send-new   the same with a head never sent: the table of heads sent keeps nothing
   answer     `_answer_one()`: the four above but the parse, the handler call, the bookkeeping
   connection `data_received()` through the task to the idle watch: the whole protocol side,
              the asyncio loop turn included (a loop turn with nothing to do is subtracted)
@@ -33,7 +37,8 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-STEPS = ("parse", "request", "response", "send", "answer", "connection")
+STEPS = ("parse", "parse-new", "request", "response", "send", "send-new", "answer",
+         "connection")
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 HELLO = "Hello, World!"
 
@@ -73,6 +78,13 @@ async def handler(request):  # the bench's hello handler (apps/common_web.py), i
     return Response(status=404, text="Not Found")
 
 
+class KeepsNothing(dict):
+    """A table of heads that never keeps one: every head is worked out, as a new one is."""
+
+    def __setitem__(self, key: object, value: object) -> None:
+        pass
+
+
 Response = None   # lowserver's, once imported by workload() (the path is set by then)
 
 
@@ -93,10 +105,18 @@ def workload(step: str, n: int) -> None:
     protocol.connection_made(transport)
     message = HttpRequestParser(chunk_ends=True).feed(REQUEST)[0]
     factory = server.request_factory
+    if step.endswith("-new"):   # the same request and response, never found in the tables
+        from lowserver import response as response_module
+        response_module._HEADS_SENT = KeepsNothing()
 
     def run(count: int) -> None:
         if step == "parse":
             parser = HttpRequestParser(chunk_ends=True)
+            for _ in range(count):
+                parser.feed(REQUEST)
+        elif step == "parse-new":   # a path of its own each time: never seen before
+            parser = HttpRequestParser(chunk_ends=True)
+            parser._heads_parsed = KeepsNothing()
             for _ in range(count):
                 parser.feed(REQUEST)
         elif step == "request":
@@ -111,6 +131,11 @@ def workload(step: str, n: int) -> None:
                 request._payload_writer = StreamWriter(protocol, loop)
                 web.Response(text=HELLO)._send_at_once(request)
             # (the Response is built in the loop: subtract the "response" step)
+        elif step == "send-new":    # a body length of its own each time: never sent before
+            request = factory(message, EMPTY_PAYLOAD, protocol, None, None)
+            for _ in range(count):
+                request._payload_writer = StreamWriter(protocol, loop)
+                web.Response(text=HELLO)._send_at_once(request)
         elif step == "answer":
             for _ in range(count):
                 coro = protocol._answer_one(message, EMPTY_PAYLOAD)
@@ -171,11 +196,13 @@ def main(argv: list[str]) -> int:
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="hello-budget-") as workdir:
         for step in steps + (["loop"] if "connection" in steps else []) + (
-                ["response"] if "send" in steps and "response" not in steps else []):
+                ["response"] if {"send", "send-new"} & set(steps) and "response" not in steps
+                else []):
             figures[step] = per_iteration(step, args.n, workdir)
             print(f"[budget] {step:10} {figures[step]:>10,.0f} Ir", file=sys.stderr, flush=True)
-    if "send" in figures:
-        figures["send"] -= figures["response"]
+    for send in ("send", "send-new"):
+        if send in figures:
+            figures[send] -= figures["response"]
     if "connection" in figures:
         figures["connection"] -= figures.pop("loop")
     print("| step | Ir per request |\n|---|---:|")

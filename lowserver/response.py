@@ -237,31 +237,50 @@ class _WholeBodySending:
 
 
 # Heads this process has sent, by everything `_complete_head` reads: the status, the reason,
-# the request's method, version and keep-alive, the body's length, the Date value (it
-# changes once a second) and the handler's fields in order. Bounded: emptied when full.
-_HEADS_SENT: dict[tuple, tuple[bytes, tuple, int, bool]] = {}
+# the request's method, version and keep-alive, whether the body is empty, the Date value
+# (it changes once a second) and the handler's fields in order. The body's length is not in
+# the key: the Content-Length the rules add is kept as a gap, filled in for each body, so an
+# API whose answers differ in length shares one head. A head is kept the second time its
+# inputs come (`_HEADS_SEEN` holds the hashes of those seen once): a field that changes
+# with every response (an id) makes every head a new one, and keeping those would cost
+# more than it saves. Bounded: each table is emptied when full.
+_HEADS_SENT: dict[tuple, tuple[bytes, bytes, tuple, bool]] = {}
 _HEADS_SENT_MAX = 256
+_HEADS_SEEN: set[int] = set()
+_HEADS_SEEN_MAX = 1024
 
 
 class _HeadsSentBefore:
-    """A hello server sends one head thousands of times a second: the rules' answer for
-    the same inputs is the same, so the second time it is looked up, not worked out."""
+    """A server sends one head thousands of times a second: the rules' answer for the
+    same inputs is the same, so the second time it is looked up, not worked out."""
 
     _headers: CIMultiDict[str]
     _body_left: int | None
     _keep_alive: bool | None
 
     def _remember_head(self, inputs: tuple, head: bytes) -> None:
-        """Keep `head` for `inputs`, if the rules only added fields to the handler's
-        (Content-Length, Date, Server, Connection): those are replayed on a hit. A head
-        whose fields they replaced or removed is worked out every time."""
+        """Keep `head` for `inputs` when the rules only added fields to the handler's, the
+        first of them the body's Content-Length (then Date, Server, Connection): those are
+        put back on a hit. A head whose fields the rules replaced or removed, or whose
+        Content-Length the handler gave, is worked out every time; a head seen once is
+        only noted."""
+        seen = hash(inputs)
+        if seen not in _HEADS_SEEN:       # the first time: only noted
+            if len(_HEADS_SEEN) >= _HEADS_SEEN_MAX:
+                _HEADS_SEEN.clear()
+            _HEADS_SEEN.add(seen)
+            return
         given = inputs[7:]
         fields = tuple(self._headers.items())
-        if fields[:len(given)] != given:
+        added = fields[len(given):]
+        if fields[:len(given)] != given or not added or added[0][0] != "Content-Length":
             return
+        line = b"\r\nContent-Length: %b\r\n" % added[0][1].encode()
+        gap = head.rindex(line) + len(line) - 2 - len(added[0][1])   # where the digits start
         if len(_HEADS_SENT) >= _HEADS_SENT_MAX:
             _HEADS_SENT.clear()
-        _HEADS_SENT[inputs] = (head, fields[len(given):], self._body_left, self._keep_alive)
+        _HEADS_SENT[inputs] = (head[:gap], head[gap + len(added[0][1]):], added[1:],
+                               self._keep_alive)
 
 
 class _SentAtOnce(_HeadsSentBefore):
@@ -303,7 +322,7 @@ class _SentAtOnce(_HeadsSentBefore):
         # everything the rules read: the same inputs give the same head (see above)
         inputs = None if self._cookies else (
             self._status, self._reason, request.method, request.version, keep_alive,
-            0 if body is None else len(body), http_date_now(), *headers.items())
+            not body, http_date_now(), *headers.items())
         try:
             known = _HEADS_SENT.get(inputs)
         except TypeError:     # a value that cannot be hashed: the rules will refuse it
@@ -311,8 +330,11 @@ class _SentAtOnce(_HeadsSentBefore):
         self._req = request
         writer = self._payload_writer = request._payload_writer
         if known is not None:
-            head, added, writer.length, self._keep_alive = known
-            headers.extend(added)     # the fields the rules added, as they added them
+            before, after, added, self._keep_alive = known
+            length = writer.length = 0 if body is None else len(body)
+            head = b"%b%d%b" % (before, length, after)
+            headers.add(CONTENT_LENGTH, str(length))   # the fields the rules added, in order
+            headers.extend(added)
             self._must_be_empty_body = False
         else:
             try:

@@ -1027,11 +1027,32 @@ def _set_date(monkeypatch, date):
         monkeypatch.setattr(module, "http_date_now", lambda: date)
 
 
+class _SeenAlready(set):
+    """Every head counts as seen once already: kept the first time (see the test below)."""
+
+    def __contains__(self, item):
+        return True
+
+
 @pytest.fixture
 def no_heads_sent(monkeypatch):
     monkeypatch.setattr(response_module, "_HEADS_SENT", {})
+    monkeypatch.setattr(response_module, "_HEADS_SEEN", _SeenAlready())
     _set_date(monkeypatch, "Fri, 04 Dec 2026 18:00:00 GMT")
     return response_module._HEADS_SENT
+
+
+async def test_a_head_is_kept_the_second_time_its_inputs_come(no_heads_sent, monkeypatch):
+    monkeypatch.setattr(response_module, "_HEADS_SEEN", set())
+    sent = [_sent_at_once(text="Hello") for _ in range(3)]
+    assert sent[0] == sent[1] == sent[2]
+    assert len(no_heads_sent) == 1 and len(response_module._HEADS_SEEN) == 1
+    for n in range(3):               # a field that changes every time: only ever noted
+        _sent_at_once(text="Hello", headers={"X-Id": str(n)})
+    assert len(no_heads_sent) == 1 and len(response_module._HEADS_SEEN) == 4
+    for n in range(response_module._HEADS_SEEN_MAX + 5):
+        _sent_at_once(text="Hello", headers={"X-Id": str(n)})
+        assert len(response_module._HEADS_SEEN) <= response_module._HEADS_SEEN_MAX
 
 
 def _sent_at_once(method="GET", version=HttpVersion11, closing=False, **kwargs):
@@ -1063,11 +1084,11 @@ async def test_only_length_framed_heads_the_rules_only_added_to_are_kept(no_head
     # Connection: keep-alive said to a request that closes: the rules replace it, not kept
     _sent_at_once(body=b"xy", headers={"Connection": "keep-alive"},
                   closing=True)
+    _sent_at_once(body=b"xyz", headers={"Content-Length": "3"})   # the handler's: not kept
     kept = [inputs[2:6] for inputs in no_heads_sent]
-    assert ("HEAD", HttpVersion11, True, 5) not in kept
+    assert ("HEAD", HttpVersion11, True, False) not in kept
     assert all(inputs[0] != 204 for inputs in no_heads_sent)
-    assert ("GET", HttpVersion11, True, 5) in kept and ("GET", HttpVersion11, False, 1) in kept
-    assert ("GET", HttpVersion11, False, 2) not in kept
+    assert kept == [("GET", HttpVersion11, True, False), ("GET", HttpVersion11, False, False)]
 
 
 async def test_whatever_the_rules_read_tells_two_heads_apart(no_heads_sent):
@@ -1089,6 +1110,29 @@ async def test_whatever_the_rules_read_tells_two_heads_apart(no_heads_sent):
     assert b"HTTP/1.0 200 OK\r\n" in variants["version"]
     assert b"Connection: close\r\n" in variants["keep-alive"]
     assert b"x-id: 2\r\n" in variants["the case of a name"]
+
+
+async def test_bodies_of_any_length_share_one_head_each_with_its_own_length(no_heads_sent):
+    for body in (b"x", b"x" * 10, b"x" * 1000, b"", None, b"yy"):
+        data, fields, *_ = _sent_at_once(body=body)
+        request = make_mocked_request("GET", "/")
+        response = Response(body=body)
+        assert await send(response, request) == wire(request)   # the rules, the long way
+        assert bytes(request.transport.data) == data and list(response.headers.items()) == fields
+        assert f"Content-Length: {len(body or b'')}\r\n".encode() in data
+        assert data.endswith(b"\r\n\r\n" + (body or b""))
+    # one head for the bodies, one for the empty ones (no Content-Type is added to those)
+    assert len(no_heads_sent) == 2
+
+
+async def test_the_handlers_content_length_is_held_to_the_body_every_time(no_heads_sent):
+    _sent_at_once(body=b"abc", headers={"Content-Length": "3"})
+    _sent_at_once(body=b"abc", headers={"Content-Length": "3"})
+    request = make_mocked_request("GET", "/")
+    response = Response(body=b"abcd", headers={"Content-Length": "3"})
+    with pytest.raises(ValueError, match="disagrees"):
+        response._send_at_once(request)
+    assert request.transport.data == b""
 
 
 async def test_a_new_second_is_a_new_head(no_heads_sent, monkeypatch):
@@ -1132,7 +1176,7 @@ async def test_force_close_is_part_of_the_head(no_heads_sent):
 
 
 async def test_the_heads_kept_are_bounded(no_heads_sent):
-    for length in range(response_module._HEADS_SENT_MAX + 10):
-        _sent_at_once(body=b"x" * length)
+    for n in range(response_module._HEADS_SENT_MAX + 10):
+        _sent_at_once(body=b"x", headers={"X-N": str(n)})
         assert len(no_heads_sent) <= response_module._HEADS_SENT_MAX
     assert no_heads_sent
