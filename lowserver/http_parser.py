@@ -24,6 +24,10 @@ one connection:
          └──────────── next request (keep-alive, pipelining) ◄────────────────────┘
                        or PAUSED after Upgrade / CONNECT, or DEAD after an error
 
+A head the process has parsed before, byte for byte, is looked up rather than parsed again
+(`_HeadsParsedBefore`: one bounded table per set of limits; a message is immutable, so it can
+be shared, but for a chunked body's trailers, which are never kept).
+
 The names of `http_events` and `http_grammar` are importable from here too, as they always
 were: `from lowserver.http_parser import HttpRequestParser, RawRequestMessage, ...`.
 """

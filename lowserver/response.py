@@ -3,7 +3,9 @@
 
 A `Response` holds its whole body in memory (bytes, text, a file, an async iterable), so its
 framing is known in advance (`Content-Length`) and the head and the body leave in one write;
-it compresses the whole body at once when asked. `StreamResponse`, which it extends, is
+it compresses the whole body at once when asked. When nothing has to wait, the server sends
+it in one synchronous step (`_send_at_once`), and a head whose inputs came before is looked
+up in `_HEADS_SENT` rather than worked out again. `StreamResponse`, which it extends, is
 `lowserver.stream_response`'s, and is importable from here too, as in aiohttp's
 `web_response`.
 """
