@@ -236,6 +236,9 @@ class _KeepOrHandOver:
         """
         self._uncork()
         self._upgraded = receiver
+        # the transport calls `protocol.data_received`: from now on it finds the receiver's
+        # own (looked up once, here), not this class's forwarding one
+        self.data_received = receiver.data_received  # type: ignore[method-assign]
         self._cancel_timer()
         tail = self._parser.take_unprocessed()
         if tail:

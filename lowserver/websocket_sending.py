@@ -70,6 +70,15 @@ class _Batching:
 class _Messages(_Batching):
     """One message: the short path, the FrameWriter, or a thread."""
 
+    def _sent_short(self, data: Any, opcode: int) -> bool:
+        """A message under 126 bytes on a plain socket, with nothing being compressed
+        before it: written now, without the coroutine of `_send_message` (True). The
+        caller still waits while the transport is full."""
+        if self._plain and self._compressing is None and len(data) < 126:
+            self._write(PLAIN_HEADERS[opcode][len(data)] + data)
+            return True
+        return False
+
     async def _send_message(self, data: Any, opcode: int,
                             compress: int | bool | None) -> None:
         """Frame one message, write it, and apply back-pressure."""
@@ -145,7 +154,11 @@ class SendingMixin(_Messages):
         self._check_can_send()
         if not isinstance(data, str):
             raise TypeError(f"data argument must be str ({type(data)!r})")
-        await self._send_message(data.encode("utf-8"), 0x1, compress)
+        data = data.encode("utf-8")
+        if not self._sent_short(data, 0x1):
+            await self._send_message(data, 0x1, compress)
+        elif self._protocol.writing_paused:
+            await self._protocol._drain_helper()
 
     async def send_bytes(self, data: bytes | bytearray | memoryview,
                          compress: int | bool | None = None) -> None:
@@ -155,7 +168,10 @@ class SendingMixin(_Messages):
             raise TypeError(f"data argument must be byte-ish ({type(data)!r})")
         if type(data) is memoryview and (data.itemsize != 1 or data.ndim != 1):
             data = data.tobytes()       # len() must count bytes
-        await self._send_message(data, 0x2, compress)
+        if not self._sent_short(data, 0x2):
+            await self._send_message(data, 0x2, compress)
+        elif self._protocol.writing_paused:
+            await self._protocol._drain_helper()
 
     async def send_json(self, data: Any, compress: int | bool | None = None,
                         *, dumps: Callable[[Any], str] = json.dumps) -> None:
