@@ -277,8 +277,8 @@ class _HeadsSentBefore:
         added = fields[len(given):]
         if fields[:len(given)] != given or not added or added[0][0] != "Content-Length":
             return
-        line = b"\r\nContent-Length: %b\r\n" % added[0][1].encode()
-        gap = head.rindex(line) + len(line) - 2 - len(added[0][1])   # where the digits start
+        # the digits of the Content-Length line: after it come only Date, Server, Connection
+        gap = head.rindex(b"\r\nContent-Length: ") + len(b"\r\nContent-Length: ")
         if len(_HEADS_SENT) >= _HEADS_SENT_MAX:
             _HEADS_SENT.clear()
         _HEADS_SENT[inputs] = (head[:gap], head[gap + len(added[0][1]):], added[1:],

@@ -1071,8 +1071,8 @@ async def test_a_head_sent_again_is_the_same_bytes_and_fields(no_heads_sent, met
     assert second == first
     request = make_mocked_request(method, "/", version=version)
     response = Response(**kwargs)
-    assert await send(response, request) == wire(request) and \
-        bytes(request.transport.data) == first[0]     # the two-step path sends the same
+    await send(response, request)
+    assert bytes(request.transport.data) == first[0]     # the two-step path sends the same
     assert list(response.headers.items()) == first[1]
 
 
@@ -1117,7 +1117,7 @@ async def test_bodies_of_any_length_share_one_head_each_with_its_own_length(no_h
         data, fields, *_ = _sent_at_once(body=body)
         request = make_mocked_request("GET", "/")
         response = Response(body=body)
-        assert await send(response, request) == wire(request)   # the rules, the long way
+        await send(response, request)                           # the rules, the long way
         assert bytes(request.transport.data) == data and list(response.headers.items()) == fields
         assert f"Content-Length: {len(body or b'')}\r\n".encode() in data
         assert data.endswith(b"\r\n\r\n" + (body or b""))
