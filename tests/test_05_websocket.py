@@ -559,6 +559,24 @@ async def test_async_iteration_ends_at_close():
     assert ws.closed and ws.close_code == 1000
 
 
+async def test_async_iteration_passes_pings_and_errors_and_ends_at_closing_and_closed():
+    # aiohttp's __anext__: only CLOSE, CLOSING and CLOSED end the iteration
+    client, ws = await open_ws(autoping=False, autoclose=False)
+    client.feed(client_frame(b"hb", PING))
+    client.send(b"1")
+    client.send_close(1001)
+    seen = [message.type async for message in ws]
+    assert seen == [WSMsgType.PING, BINARY]              # the CLOSE ended it
+    assert [message.type async for message in ws] == []  # CLOSING: our close() is awaited
+    assert (await ws.receive()).type is WSMsgType.CLOSING
+    await ws.close()
+    assert [message.type async for message in ws] == []  # CLOSED
+    client, ws = await open_ws()
+    client.feed(b"\x83\x80" + MASK)                     # a reserved opcode: ERROR, then CLOSED
+    assert [message.type async for message in ws] == [WSMsgType.ERROR]
+    assert ws.close_code == 1002
+
+
 # --- control frames --------------------------------------------------------------------------
 
 async def test_autoping_answers_at_once_and_hides_pings_and_pongs():
