@@ -247,9 +247,8 @@ class _Answering:
             self._task = asyncio.current_task(self._loop)
         try:
             while True:
-                if self._messages and self._coalescer is None and self.transport is not None:
-                    self._coalescer = WriteCoalescer(self.transport, self._loop)
-                    self.transport = self._coalescer  # type: ignore[assignment]
+                if self._messages and self._coalescer is None:
+                    self._batch_writes()
                 keep = await self._answer_one(message, payload)
                 if not (keep and self._messages and not self._closing
                         and not self._parser.paused and self.transport is not None):
@@ -269,6 +268,13 @@ class _Answering:
                 self._uncork()
         self._task = None
         self._after_response(keep)
+
+    def _batch_writes(self) -> None:
+        """The coalescer in front of the transport until this answer ends: for pipelined
+        requests, and from a streamed body's first piece on (the body writer calls this)."""
+        if self._coalescer is None and self._task is not None and self.transport is not None:
+            self._coalescer = WriteCoalescer(self.transport, self._loop)
+            self.transport = self._coalescer  # type: ignore[assignment]
 
     def _uncork(self) -> None:
         coalescer, self._coalescer = self._coalescer, None

@@ -78,7 +78,7 @@ class _WriterState:
     __slots__ = (
         "_protocol", "loop", "_on_chunk_sent", "_on_headers_sent", "length", "chunked",
         "buffer_size", "output_size", "body_size", "must_close", "incomplete", "_compress",
-        "_head", "_headers_sent", "_eof", "_suppressed",
+        "_head", "_headers_sent", "_eof", "_suppressed", "_in_pieces",
     )
 
     def __init__(self, protocol: Any, loop: asyncio.AbstractEventLoop | None,
@@ -100,6 +100,7 @@ class _WriterState:
         self._headers_sent = False
         self._eof = False
         self._suppressed = False
+        self._in_pieces = False           # write() was called: the body comes in pieces
 
     def __repr__(self) -> str:
         framing = ("chunked" if self.chunked else
@@ -253,6 +254,11 @@ class _BodyWrites(_Sending):
             self._accept(chunk)
         if self._suppressed:
             return
+        if not self._in_pieces:    # the first piece: the server may batch what follows
+            self._in_pieces = True
+            batch_writes = getattr(self._protocol, "_batch_writes", None)
+            if batch_writes is not None:
+                batch_writes()
         if self.chunked:
             chunk = frame_chunk(chunk)
         if self._head is not None:

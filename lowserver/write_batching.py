@@ -44,11 +44,11 @@ class WriteBatch:
 
 
 class WriteCoalescer(WriteBatch):
-    """Stands in for the transport while pipelined requests are answered: a `WriteBatch`
-    that is also everything else the transport is. A handler that waits (for a body, a
-    timer) ends the iteration, so nothing written is ever held back longer than that.
-    (`__getattr__` costs every attribute read its fast path on CPython 3.11: that is why
-    the batching itself is `WriteBatch`, which the WebSocket side subclasses.)
+    """Stands in for the transport while pipelined requests, or a streamed body, are
+    answered: a `WriteBatch` that is also the rest of asyncio's `Transport`, method by
+    method. A handler that waits (for a body, a timer) ends the turn, so nothing written is
+    held back longer than that. (Not a `__getattr__`: on CPython 3.11 a class with one
+    loses the fast path of every attribute read, the batch's own included.)
     """
 
     __slots__ = ()
@@ -56,10 +56,10 @@ class WriteCoalescer(WriteBatch):
     def get_write_buffer_size(self) -> int:
         return self.transport.get_write_buffer_size() + self._size
 
-    def is_closing(self) -> bool:   # asked before every write: not through __getattr__
+    def is_closing(self) -> bool:
         return self.transport.is_closing()
 
-    def write_eof(self) -> None:
+    def write_eof(self) -> None:       # what is queued goes first
         self.flush()
         self.transport.write_eof()
 
@@ -67,5 +67,33 @@ class WriteCoalescer(WriteBatch):
         self.flush()
         self.transport.close()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.transport, name)
+    def abort(self) -> None:           # at once: what is queued is dropped, as buffered data is
+        self._chunks, self._size = [], 0
+        self.transport.abort()
+
+    def can_write_eof(self) -> bool:
+        return self.transport.can_write_eof()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.transport.get_extra_info(name, default)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self.transport.get_protocol()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.transport.set_protocol(protocol)
+
+    def is_reading(self) -> bool:
+        return self.transport.is_reading()
+
+    def pause_reading(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.transport.resume_reading()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self.transport.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self.transport.set_write_buffer_limits(high, low)

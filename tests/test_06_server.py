@@ -142,6 +142,48 @@ async def test_pipelined_responses_are_coalesced_and_a_slow_handler_is_not_held_
         writer.close()
 
 
+class RecordingTransport(asyncio.Transport):
+    """Records every call that reaches it."""
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+    def __getattribute__(self, name):
+        if name in ("calls", "__class__", "__dict__") or name.startswith("_"):
+            return super().__getattribute__(name)
+        def record(*args):
+            self.calls.append((name, *args))
+            return {"is_closing": False, "can_write_eof": True, "is_reading": True,
+                    "get_write_buffer_size": 7, "get_write_buffer_limits": (1, 2),
+                    "get_extra_info": "value", "get_protocol": "protocol"}.get(name)
+        return record
+
+
+async def test_the_write_coalescer_is_the_whole_transport_api():
+    from lowserver.write_batching import WriteCoalescer
+    transport = RecordingTransport()
+    batch = WriteCoalescer(transport, asyncio.get_running_loop())
+    assert batch.get_extra_info("peername", "none") == "value"
+    assert batch.can_write_eof() and batch.is_reading() and not batch.is_closing()
+    assert batch.get_protocol() == "protocol" and batch.get_write_buffer_limits() == (1, 2)
+    batch.set_protocol("other")
+    batch.pause_reading()
+    batch.resume_reading()
+    batch.set_write_buffer_limits(10, 5)
+    batch.write(b"queued")
+    assert batch.get_write_buffer_size() == 7 + len(b"queued")
+    batch.write_eof()                                  # what is queued goes first
+    batch.write(b"dropped")
+    batch.abort()                                      # at once: the queue is dropped
+    batch.write(b"last")
+    batch.close()
+    assert [call for call in transport.calls if call[0] != "is_closing"] == [
+        ("get_extra_info", "peername", "none"), ("can_write_eof",), ("is_reading",),
+        ("get_protocol",), ("get_write_buffer_limits",), ("set_protocol", "other"),
+        ("pause_reading",), ("resume_reading",), ("set_write_buffer_limits", 10, 5),
+        ("get_write_buffer_size",), ("write", b"queued"), ("write_eof",), ("abort",),
+        ("write", b"last"), ("close",)]
+
+
 async def test_http10_client_gets_http10_and_close():
     async with serve(hello) as (_server, port):
         data = await exchange(port, b"GET / HTTP/1.0\r\n\r\n")
@@ -192,6 +234,58 @@ async def test_ten_thousand_chunk_streamed_response():
                 assert resp.headers["Transfer-Encoding"] == "chunked"
                 body = await resp.read()
     assert body == b"".join(b"%d," % i for i in range(10_000))
+
+
+async def test_a_streamed_body_leaves_in_writes_of_up_to_64_kib():
+    # every send() wakes the reader up: 64 chunks of 16 KiB go in 16 writes, not 64
+    sizes = []
+    async def stream(request):
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        transport = request.transport
+        write = transport.write
+        def counted(data):
+            sizes.append(len(data))
+            write(data)
+        transport.write = counted
+        for i in range(64):
+            await response.write(bytes([65 + i % 26]) * 16384)
+        await response.write_eof()
+        return response
+    async with serve(stream) as (_server, port):
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/") as resp:
+                body = await resp.read()
+    assert body == b"".join(bytes([65 + i % 26]) * 16384 for i in range(64))
+    framing = len(b"4000\r\n\r\n")
+    assert len(sizes) <= 17 and max(sizes) <= 4 * (16384 + framing), sizes
+
+
+async def test_a_streamed_piece_leaves_when_the_handler_waits():
+    # batched per loop turn, never held longer: an event stream's event arrives while the
+    # handler waits for the next one
+    seen = asyncio.Event()
+    async def events(request):
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"data: first\n\n")
+        await asyncio.wait_for(seen.wait(), LONG)   # set once the client has read it
+        await response.write(b"data: second\n\n")
+        await response.write_eof()
+        return response
+    async with serve(events) as (_server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while b"data: first" not in data:
+            data += await asyncio.wait_for(reader.read(4096), LONG)
+        assert b"second" not in data
+        seen.set()
+        while not data.endswith(b"0\r\n\r\n"):
+            data += await asyncio.wait_for(reader.read(4096), LONG)
+        assert b"data: second" in data
+        writer.close()
 
 
 @pytest.mark.slow
