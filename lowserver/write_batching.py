@@ -13,7 +13,7 @@ class WriteBatch:
     piece (one `send()`): at the end of the turn, or as soon as `limit` bytes wait. HTTP
     uses it through `WriteCoalescer`; WebSocket frames through a subclass of their own."""
 
-    __slots__ = ("transport", "_loop", "_chunks", "_size", "_limit")
+    __slots__ = ("transport", "_loop", "_chunks", "_size", "_limit", "_flush_due")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop,
                  limit: int = 64 * 1024) -> None:
@@ -22,14 +22,20 @@ class WriteBatch:
         self._chunks: list[bytes] = []
         self._size = 0
         self._limit = limit
+        self._flush_due = False     # the end-of-turn flush is scheduled
 
     def write(self, data: bytes) -> None:
-        if not self._chunks:
-            self._loop.call_soon(self.flush)
+        if not self._flush_due:     # once a turn, however often `limit` flushes within it
+            self._flush_due = True
+            self._loop.call_soon(self._end_of_turn)
         self._chunks.append(data)
         self._size += len(data)
         if self._size >= self._limit:
             self.flush()
+
+    def _end_of_turn(self) -> None:
+        self._flush_due = False
+        self.flush()
 
     def writelines(self, chunks: Any) -> None:
         for data in chunks:

@@ -184,6 +184,32 @@ async def test_the_write_coalescer_is_the_whole_transport_api():
         ("write", b"last"), ("close",)]
 
 
+async def test_a_write_batch_schedules_one_flush_a_turn_however_often_it_fills():
+    from lowserver.write_batching import WriteBatch
+    transport = RecordingTransport()
+    loop = asyncio.get_running_loop()
+    scheduled = []
+    real_call_soon = loop.call_soon
+    def call_soon(callback, *args, **kw):
+        if getattr(callback, "__self__", None) is batch:
+            scheduled.append(callback)
+        return real_call_soon(callback, *args, **kw)
+    loop.call_soon = call_soon
+    try:
+        batch = WriteBatch(transport, loop, limit=4)
+        for piece in (b"ab", b"cd", b"ef", b"gh", b"ij"):   # full at cd and at gh
+            batch.write(piece)
+        assert len(scheduled) == 1
+        await asyncio.sleep(0)                              # the end of the turn: ij
+        batch.write(b"kl")                                  # a new turn, a new flush
+        assert len(scheduled) == 2
+        await asyncio.sleep(0)
+    finally:
+        del loop.call_soon
+    assert [call[1] for call in transport.calls if call[0] == "write"] == [
+        b"abcd", b"efgh", b"ij", b"kl"]
+
+
 async def test_http10_client_gets_http10_and_close():
     async with serve(hello) as (_server, port):
         data = await exchange(port, b"GET / HTTP/1.0\r\n\r\n")
