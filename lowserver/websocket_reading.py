@@ -288,7 +288,6 @@ class ReceivingMixin(_PeerEnds):
 
     async def __anext__(self) -> WSMessage:
         message = await self.receive()
-        kind = message[0]               # message.type: a field 3.11 does not specialise
-        if kind is not _BINARY and kind is not _TEXT and kind in _ENDS_ITERATION:
+        if message[0] in _ENDS_ITERATION:   # message.type: a field 3.11 does not specialise
             raise StopAsyncIteration
         return message
